@@ -1,0 +1,161 @@
+/**
+ * The single written contract of what the native addons export. Only lib/native.ts loads a `.node`;
+ * everything else goes through these types. All options objects are fully defaulted and validated by
+ * the TypeScript layer before they reach native code; output buffers are allocated by the caller and
+ * written in place. Every kernel call returns a Promise and runs on the libuv pool.
+ *
+ * Native failures reject with an Error carrying `code`: ERR_MMESID_INVALID_ARGUMENT,
+ * ERR_MMESID_OUT_OF_MEMORY or ERR_MMESID_NATIVE.
+ */
+
+/** Options of a residual-quantization encode. Row-major float32; codes [n, levels] int32 (out). */
+export interface NativeRqEncodeOptions {
+  x: Float32Array;
+  codebooks: Float32Array;
+  n: number;
+  dim: number;
+  levels: number;
+  codebookSize: number;
+  beam: number;
+  threads: number;
+  codes: Int32Array;
+  sqError?: Float32Array;
+  /** Test-only: run the naive scalar reference instead of the optimized kernel. */
+  _reference?: boolean;
+  /** Test-only: force the scoring strategy (0 automatic, 1 explicit residuals, 2 cross-product table). */
+  _strategy?: number;
+}
+
+export interface NativeMmdOptions {
+  x: Float32Array;
+  y: Float32Array;
+  n: number;
+  dim: number;
+  /** Relative bandwidths (σ² = α · mean pairwise squared distance); used when `sigmas` is empty. */
+  alphas: number[];
+  /** Fixed bandwidths σ; non-empty selects fixed mode. */
+  sigmas: number[];
+  threads: number;
+  gradX?: Float32Array;
+  gradY?: Float32Array;
+  _reference?: boolean;
+}
+
+export interface NativeInfoNceOptions {
+  a: Float32Array;
+  b: Float32Array;
+  n: number;
+  dim: number;
+  temperature: number;
+  symmetric: boolean;
+  threads: number;
+  gradA?: Float32Array;
+  gradB?: Float32Array;
+  _reference?: boolean;
+}
+
+export interface NativeLoraOptions {
+  x: Float32Array;
+  weight: Float32Array;
+  bias?: Float32Array;
+  loraA: Float32Array;
+  loraB: Float32Array;
+  rows: number;
+  inDim: number;
+  outDim: number;
+  rank: number;
+  scale: number;
+  threads: number;
+  _reference?: boolean;
+}
+
+export interface NativeLoraForwardOptions extends NativeLoraOptions {
+  y: Float32Array;
+}
+
+export interface NativeLoraBackwardOptions extends NativeLoraOptions {
+  gradY: Float32Array;
+  gradX?: Float32Array;
+  gradA?: Float32Array;
+  gradB?: Float32Array;
+  gradBias?: Float32Array;
+}
+
+/** Kernel entry points shared by both addons (the torch addon routes them through autograd ops). */
+export interface NativeKernelExports {
+  /** Resolves when `codes` (and `sqError`) are written. */
+  rqEncode(options: NativeRqEncodeOptions): Promise<number>;
+  /** Resolves with the loss; writes gradX/gradY when given. */
+  mmdGaussian(options: NativeMmdOptions): Promise<number>;
+  /** Resolves with the loss; writes gradA/gradB when given. */
+  infoNce(options: NativeInfoNceOptions): Promise<number>;
+  loraLinear(options: NativeLoraForwardOptions): Promise<number>;
+  loraLinearBackward(options: NativeLoraBackwardOptions): Promise<number>;
+}
+
+export interface CoreBuildInfo {
+  addon: 'mmesid_core';
+  blas: string;
+  openmp: number;
+  hardwareThreads: number;
+  cuda: boolean;
+  /** CMAKE_CUDA_ARCHITECTURES the twins were compiled for, when cuda is true. */
+  cudaArchitectures?: string;
+  cudaDeviceAvailable: boolean;
+}
+
+export interface TorchBuildInfo {
+  addon: 'mmesid_torch';
+  torchVersion: string;
+  blas: string;
+  torchThreads: number;
+  cuda: boolean;
+}
+
+/** Bench-only: C[m, n] = A[m, k]·B[k, n] through the kernels' BLAS. */
+export interface NativeSgemmOptions {
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  m: number;
+  n: number;
+  k: number;
+  threads: number;
+}
+
+/** Bench-only: a libtorch eager composite of one kernel's maths (forward + autograd backward). */
+export type NativeCompositeOptions =
+  | { op: 'rqGreedy'; x: Float32Array; codebooks: Float32Array; codes: Int32Array; n: number; dim: number; levels: number; codebookSize: number }
+  | { op: 'mmd'; x: Float32Array; y: Float32Array; gradX: Float32Array; gradY: Float32Array; n: number; dim: number; alphas: number[] }
+  | { op: 'infoNce'; a: Float32Array; b: Float32Array; gradA: Float32Array; gradB: Float32Array; n: number; dim: number; temperature: number; symmetric: boolean }
+  | { op: 'linear'; x: Float32Array; weight: Float32Array; gradY: Float32Array; gradX: Float32Array; rows: number; inDim: number; outDim: number }
+  | {
+      op: 'lora';
+      x: Float32Array;
+      weight: Float32Array;
+      loraA: Float32Array;
+      loraB: Float32Array;
+      gradY: Float32Array;
+      gradX: Float32Array;
+      gradA: Float32Array;
+      gradB: Float32Array;
+      rows: number;
+      inDim: number;
+      outDim: number;
+      rank: number;
+      scale: number;
+    };
+
+/** mmesid_core.node */
+export interface CoreAddon extends NativeKernelExports {
+  buildInfo(): CoreBuildInfo;
+  _sgemm(options: NativeSgemmOptions): Promise<number>;
+}
+
+/** mmesid_torch.node */
+export interface TorchAddon extends NativeKernelExports {
+  buildInfo(): TorchBuildInfo;
+  /** Sets libtorch's intra-op thread count (process-wide). */
+  setThreads(threads: number): void;
+  _composite(options: NativeCompositeOptions): Promise<number>;
+}
