@@ -116,15 +116,15 @@ function mmdTrial(n: number, dim: number): Trial {
   };
 }
 
-function infoNceTrial(n: number, dim: number): Trial {
+function infoNceTrial(n: number, dim: number, symmetric: boolean): Trial {
   const data = () => ({ a: randomFloats(n * dim, 7), b: randomFloats(n * dim, 8) });
   return {
-    name: `infoNce fwd+bwd n=${n} d=${dim} symmetric`,
+    name: `infoNce fwd+bwd n=${n} d=${dim} ${symmetric ? 'symmetric' : 'a→b'}`,
     kernel: 'infoNce',
     flop: 6 * n * n * dim,
     ours: () => {
       const { a, b } = data();
-      return () => kernels.infoNce({ a, b, dim, temperature: 0.07, symmetric: true });
+      return () => kernels.infoNce({ a, b, dim, temperature: 0.07, symmetric });
     },
     baselines: hasTorch()
       ? [
@@ -133,7 +133,7 @@ function infoNceTrial(n: number, dim: number): Trial {
             job: () => {
               const { a, b } = data();
               const gradA = new Float32Array(n * dim), gradB = new Float32Array(n * dim);
-              return () => torchOrNull()!._composite({ op: 'infoNce', a, b, gradA, gradB, n, dim, temperature: 0.07, symmetric: true });
+              return () => torchOrNull()!._composite({ op: 'infoNce', a, b, gradA, gradB, n, dim, temperature: 0.07, symmetric });
             },
           },
         ]
@@ -202,8 +202,10 @@ export const trials: Trial[] = [
   rqTrial(12086, 4096, 5),
   quick(mmdTrial(1024, 64)),
   mmdTrial(1024, 4096),
-  quick(infoNceTrial(1024, 64)),
-  infoNceTrial(1024, 4096),
+  quick(infoNceTrial(1024, 64, false)),
+  infoNceTrial(1024, 64, true),
+  infoNceTrial(1024, 4096, false),
+  infoNceTrial(1024, 4096, true),
   quick(loraTrial(64)),
   loraTrial(512),
 ];

@@ -2,6 +2,8 @@
  * `npm install` must succeed on a machine without libtorch, building mmesid_core.node alone and saying
  * so. We reproduce "libtorch not found" on this machine by hiding the package from CMake
  * (CMAKE_DISABLE_FIND_PACKAGE_Torch) and build into a scratch folder through the same script npm runs.
+ * The same scratch build also leaves out BLAS (MMESID_BLAS=OFF), so the built-in GEMM that a machine
+ * without OpenBLAS gets is checked against the regular build's kernels.
  */
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -28,6 +30,7 @@ describe('build without libtorch', function () {
         '--out', out,
         '--CDCMAKE_DISABLE_FIND_PACKAGE_Torch=ON',
         '--CDMMESID_CUDA=OFF',
+        '--CDMMESID_BLAS=OFF',
       ],
       { cwd: root, encoding: 'utf8' },
     );
@@ -35,6 +38,7 @@ describe('build without libtorch', function () {
     assert.equal(result.status, 0, log);
     assert.match(log, /libtorch\s+NOT found .*building mmesid_core\.node only/);
     assert.match(log, /mmesid: mmesid_torch\.node not built/);
+    assert.match(log, /BLAS\s+none found: using the built-in blocked GEMM/);
     const core = path.join(out, 'Release', 'mmesid_core.node');
     assert.ok(fs.existsSync(core), `missing ${core}`);
     assert.ok(!fs.existsSync(path.join(out, 'Release', 'mmesid_torch.node')));
@@ -48,6 +52,33 @@ describe('build without libtorch', function () {
     );
     assert.equal(check.status, 0, check.stderr);
     assert.equal(check.stdout.trim(), '[1,0]');
+    // Built-in GEMM vs OpenBLAS: the LoRA forward and backward (all GEMM) of both builds agree.
+    const compare = spawnSync(
+      process.execPath,
+      ['-e', `
+        const scratch = require(${JSON.stringify(core)});
+        const regular = require(${JSON.stringify(path.join(root, 'build', 'Release', 'mmesid_core.node'))});
+        if (scratch.buildInfo().blas !== 'builtin') throw new Error('scratch build should use the built-in GEMM');
+        const rnd = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + s) * 0.5);
+        const rows = 37, inDim = 70, outDim = 45, rank = 5;
+        const base = { x: rnd(rows * inDim, 1), weight: rnd(outDim * inDim, 2), bias: rnd(outDim, 3), loraA: rnd(rank * inDim, 4),
+                       loraB: rnd(outDim * rank, 5), rows, inDim, outDim, rank, scale: 3, threads: 2 };
+        const run = async (addon) => {
+          const y = new Float32Array(rows * outDim), gradX = new Float32Array(rows * inDim);
+          const gradA = new Float32Array(rank * inDim), gradB = new Float32Array(outDim * rank);
+          await addon.loraLinear({ ...base, y });
+          await addon.loraLinearBackward({ ...base, gradY: rnd(rows * outDim, 6), gradX, gradA, gradB });
+          return [y, gradX, gradA, gradB];
+        };
+        Promise.all([run(scratch), run(regular)]).then(([a, b]) => {
+          let worst = 0;
+          a.forEach((arr, k) => arr.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - b[k][i]) / (1e-4 + Math.abs(b[k][i]))); }));
+          console.log(worst);
+        });`],
+      { encoding: 'utf8' },
+    );
+    assert.equal(compare.status, 0, compare.stderr);
+    assert.ok(Number(compare.stdout.trim()) < 1e-3, `built-in GEMM vs OpenBLAS: worst relative difference ${compare.stdout}`);
     const ldd = spawnSync('ldd', [core], { encoding: 'utf8' });
     if (ldd.status === 0) assert.doesNotMatch(ldd.stdout, /libtorch|libc10/);
   });
