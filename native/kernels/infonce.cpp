@@ -7,8 +7,10 @@
 //              dS in place and two more sgemm calls give dÂ_P = dS·B̂/τ (rows owned by the panel) and
 //              dB̂ += dSᵀ·Â_P/τ (a per-thread accumulator). 3 GEMMs of n²d, the minimum.
 //   symmetric: pass 1 gets exact row log-sum-exps per panel and the column ones online (per-thread
-//              running max/sum, merged at the end); pass 2 recomputes the panels, forms dS from both
-//              softmaxes and runs the same two gradient GEMMs. 4 GEMMs of n²d.
+//              running max/sum, merged at the end); pass 2 forms dS from both softmaxes and runs the
+//              same two gradient GEMMs. When n <= d the n × n similarities take no more memory than one
+//              input, so pass 1 keeps them and pass 2 reads them back (3 GEMMs of n²d); otherwise pass 2
+//              recomputes its panels (4 GEMMs).
 // Finally the normalisation backward g − â(â·g), scaled by 1/max(‖a‖, eps), turns dÂ, dB̂ into grads.
 // Panels go to threads round-robin (static schedule) and per-thread accumulators and statistics are
 // merged in thread order, so losses and gradients repeat bitwise for a given thread count.
@@ -143,8 +145,8 @@ void panel_a_to_b(const Problem& pb, int64_t i0, int64_t rows, ThreadState& st, 
 
 /// Symmetric pass 1: exact row log-sum-exps and diagonal into lse_row/positive, online column stats.
 void panel_stats(const Problem& pb, int64_t i0, int64_t rows, ThreadState& st, double* lse_row,
-                 double* positive) {
-  float* panel = st.panel.data();
+                 double* positive, float* cache) {
+  float* panel = cache ? cache + i0 * pb.ld : st.panel.data();
   similarity_panel(pb, i0, rows, panel);
   float* pmax = st.panel_max.data();
   std::fill(pmax, pmax + pb.ld, kNegInf);
@@ -175,11 +177,12 @@ void panel_stats(const Problem& pb, int64_t i0, int64_t rows, ThreadState& st, d
   }
 }
 
-/// Symmetric pass 2: recompute the panel, dS from both softmaxes, gradient GEMMs.
+/// Symmetric pass 2: the panel (from `cache` when pass 1 kept it, else recomputed), dS from both
+/// softmaxes, gradient GEMMs.
 void panel_backward(const Problem& pb, int64_t i0, int64_t rows, ThreadState& st, const double* lse_row,
-                    const float* lse_col, float* grad_a_hat, float* grad_b_hat) {
-  float* panel = st.panel.data();
-  similarity_panel(pb, i0, rows, panel);
+                    const float* lse_col, float* grad_a_hat, float* grad_b_hat, float* cache) {
+  float* panel = cache ? cache + i0 * pb.ld : st.panel.data();
+  if (!cache) similarity_panel(pb, i0, rows, panel);
   for (int64_t i = 0; i < rows; ++i) {
     float* r = panel + i * pb.ld;
     const VecF lr = simd::broadcast(static_cast<float>(lse_row[i0 + i]));
@@ -237,6 +240,11 @@ double info_nce(const float* a, const float* b, int64_t n, int64_t dim, double t
   if (grad) std::fill(grad_b, grad_b + n * dim, 0.f);
 
   std::vector<ThreadState> states(static_cast<size_t>(nthreads));
+  // Symmetric with gradients: keep pass 1's similarities for pass 2 (3 GEMMs instead of 4) when they
+  // take no more memory than one input (n·ld <= n·d), so the workspace stays O(n·d).
+  std::vector<float> cache_store;
+  if (symmetric && grad && ld <= dim) cache_store.resize(static_cast<size_t>(n * ld));
+  float* cache = cache_store.empty() ? nullptr : cache_store.data();
   std::vector<double> lse_row, lse_col, positive, row_loss;
   std::vector<float> lse_col_f;  // padded to ld with zeros for the vector sweeps
   if (!symmetric) row_loss.resize(static_cast<size_t>(n));
@@ -270,7 +278,7 @@ double info_nce(const float* a, const float* b, int64_t n, int64_t dim, double t
       st.col_sum.assign(static_cast<size_t>(ld), 0.f);
 #pragma omp for schedule(static, 1)
       for (int64_t p = 0; p < panels; ++p) {
-        panel_stats(pb, p * t, std::min(t, n - p * t), st, lse_row.data(), positive.data());
+        panel_stats(pb, p * t, std::min(t, n - p * t), st, lse_row.data(), positive.data(), cache);
       }
       // implicit barrier: every thread's column stats are final
 #pragma omp for schedule(static)
@@ -284,7 +292,7 @@ double info_nce(const float* a, const float* b, int64_t n, int64_t dim, double t
 #pragma omp for schedule(static, 1)
         for (int64_t p = 0; p < panels; ++p) {
           panel_backward(pb, p * t, std::min(t, n - p * t), st, lse_row.data(), lse_col_f.data(), grad_a,
-                         grad_b_hat);
+                         grad_b_hat, cache);
         }
       }
     }

@@ -115,7 +115,8 @@ describe('kernels.infoNce', () => {
     { n: 3, dim: 2 },
     { n: 31, dim: 17 },
     { n: 200, dim: 64 },
-    { n: 129, dim: 300 },
+    { n: 129, dim: 300 }, // n <= d: symmetric keeps the similarities between passes
+    { n: 40, dim: 333 },
   ];
   for (const { n, dim } of shapes) {
     for (const symmetric of [false, true]) {
