@@ -3,7 +3,8 @@
  * - `ERR_MMESID_INVALID_ARGUMENT` — an argument failed validation (InvalidArgumentError, a TypeError);
  * - `ERR_MMESID_NATIVE_UNAVAILABLE` — an addon could not be loaded (NativeUnavailableError);
  * - `ERR_MMESID_NATIVE`, `ERR_MMESID_OUT_OF_MEMORY` — a native computation failed (NativeError);
- * - `ERR_MMESID_CANCELLED` — the work was cancelled through its AbortSignal.
+ * - `ERR_MMESID_CANCELLED` — the work was cancelled through its AbortSignal;
+ * - `ERR_MMESID_DATA_FORMAT` — a data file is malformed (DataFormatError: file, line, what was wrong).
  */
 
 export type MmesidErrorCode =
@@ -11,7 +12,8 @@ export type MmesidErrorCode =
   | 'ERR_MMESID_NATIVE_UNAVAILABLE'
   | 'ERR_MMESID_NATIVE'
   | 'ERR_MMESID_OUT_OF_MEMORY'
-  | 'ERR_MMESID_CANCELLED';
+  | 'ERR_MMESID_CANCELLED'
+  | 'ERR_MMESID_DATA_FORMAT';
 
 /** An argument was not what the function expects: names the argument, the expectation and the value. */
 export class InvalidArgumentError extends TypeError {
@@ -59,6 +61,25 @@ export class CancelledError extends Error {
   constructor(message = 'The operation was cancelled') {
     super(message);
     this.name = 'CancelledError';
+  }
+}
+
+/** A data file is malformed. The message names the file, the 1-based line number and what was wrong. */
+export class DataFormatError extends Error {
+  readonly code = 'ERR_MMESID_DATA_FORMAT' as const;
+
+  /**
+   * @param file    the file as the caller named it
+   * @param line    1-based line number of the problem
+   * @param problem what was wrong, e.g. `token 3 ("x1") is not a positive integer`
+   */
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly problem: string,
+  ) {
+    super(`${file}:${line}: ${problem}`);
+    this.name = 'DataFormatError';
   }
 }
 

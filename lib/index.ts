@@ -3,7 +3,8 @@
  * in Node.js on native C++/CUDA kernels and libtorch.
  *
  * Stages: data → collaborative encoder (SASRec) → tokenizer (MM-RQ-VAE) → LLM fine-tune (Llama 3 + LoRA)
- * → evaluate / serve. This release ships the kernels every stage runs on.
+ * → evaluate / serve. This release ships the kernels every stage runs on, the data stage's sequence
+ * loader and leave-one-out splits, and the full-ranking evaluation harness.
  */
 export { kernels } from './kernels';
 export type {
@@ -18,7 +19,24 @@ export type {
   LoraLinearBackwardOptions,
   LoraLinearBackwardResult,
 } from './kernels';
-export { InvalidArgumentError, NativeError, NativeUnavailableError, CancelledError } from './errors';
+export { loadSequences, sequenceStats, userItems } from './data/sequences';
+export type { Sequences, SequenceStats, LoadSequencesOptions } from './data/sequences';
+export {
+  evaluationSplit,
+  evaluationInput,
+  modelHistory,
+  trainingSamples,
+  trainingHistory,
+  trainFrequency,
+  DEFAULT_MAX_HISTORY,
+  DEFAULT_MAX_TARGETS_PER_USER,
+} from './data/splits';
+export type { EvaluationSplit, SplitName, SplitOptions, TrainingSamples } from './data/splits';
+export { rankBatch, evaluateRanking, RankingAccumulator, DEFAULT_KS, DEFAULT_COLD_THRESHOLD } from './evaluate/ranking';
+export type { RankBatchOptions, BatchRanking, EvaluateRankingOptions, RankingSummary, GroupMetrics, MetricTable } from './evaluate/ranking';
+export { evaluatePopularity, popularityCounts } from './evaluate/popularity';
+export type { EvaluatePopularityOptions, EvaluationReport, EvaluationProtocol } from './evaluate/popularity';
+export { InvalidArgumentError, NativeError, NativeUnavailableError, CancelledError, DataFormatError } from './errors';
 export type { MmesidErrorCode } from './errors';
 export { buildInfo } from './info';
 export type { BuildInfo } from './info';

@@ -146,9 +146,40 @@ export type NativeCompositeOptions =
       scale: number;
     };
 
+/**
+ * Full-ranking evaluation of one batch of users (native/eval/ranking.h). Items 1..numItems are ranked;
+ * history items other than the target are masked; ties go to the lower item id. Writes `ranks` and
+ * `sums` in place.
+ */
+export interface NativeEvaluateRankingOptions {
+  /** float32 [batch, numItems + 1], column 0 = padding. */
+  scores: Float32Array;
+  batch: number;
+  numItems: number;
+  /** int32 [batch], in [1, numItems]. */
+  targets: Int32Array;
+  /** int32 [batch + 1], CSR row pointers into historyItems. */
+  historyOffsets: Int32Array;
+  /** int32, items in [0, numItems] (0 ignored). */
+  historyItems: Int32Array;
+  /** int32 [numItems + 1]; enables the cold/warm groups. */
+  trainFrequency?: Int32Array;
+  /** Cold: trainFrequency[target] <= coldThreshold. */
+  coldThreshold: number;
+  /** Cut-offs K, each >= 1. */
+  ks: number[];
+  threads: number;
+  /** out: int32 [batch], the target's rank (0 = first). */
+  ranks: Int32Array;
+  /** out: float64 [3 × (1 + 3 × ks.length)]: groups all, cold, warm; each [users, HR@k…, nDCG@k…, MRR@k…]. */
+  sums: Float64Array;
+}
+
 /** mmesid_core.node */
 export interface CoreAddon extends NativeKernelExports {
   buildInfo(): CoreBuildInfo;
+  /** Resolves (with 0) when `ranks` and `sums` are written. */
+  evaluateRanking(options: NativeEvaluateRankingOptions): Promise<number>;
   _sgemm(options: NativeSgemmOptions): Promise<number>;
 }
 

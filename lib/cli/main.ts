@@ -3,16 +3,37 @@
  * The `mmesid` command line. Progress goes to stderr; results to stdout (`--json` for machines).
  *   mmesid info            what was built (BLAS, CUDA, libtorch)
  *   mmesid demo            tokenize random items into semantic IDs with the RQ kernels
+ *   mmesid evaluate        full-ranking evaluation of a model on a sequence file (leave-one-out)
+ *   mmesid data stats FILE users, items and interactions of a sequence file
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
 import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
+import { EVALUATE_MODELS, formatReport, runDataStats, runEvaluate } from './evaluate';
+import type { EvaluateModel } from './evaluate';
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new CommanderArgumentError(`expected a positive integer, got "${value}"`);
   return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new CommanderArgumentError(`expected an integer >= 0, got "${value}"`);
+  return n;
+}
+
+function intList(value: string): number[] {
+  return value.split(',').map((part) => positiveInt(part.trim()));
+}
+
+function oneOf<T extends string>(choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) throw new CommanderArgumentError(`expected one of ${choices.join(', ')}, got "${value}"`);
+    return value as T;
+  };
 }
 
 const program = new Command()
@@ -57,6 +78,46 @@ program
       }
     } finally {
       process.off('SIGINT', onSigint);
+    }
+  });
+
+program
+  .command('evaluate')
+  .description('full-ranking leave-one-out evaluation (history masked, ties to the lower item id)')
+  .requiredOption('--sequences <file>', 'sequence file: one user per line, "user item item ..."')
+  .requiredOption('--model <name>', `model: ${EVALUATE_MODELS.join(', ')}`, oneOf(EVALUATE_MODELS))
+  .option('--split <split>', 'test (target items[-1]) or valid (target items[-2])', oneOf(['test', 'valid'] as const), 'test')
+  .option('--ks <list>', 'cut-offs K, comma-separated', intList, [5, 10, 20])
+  .option('--cold-threshold <n>', 'cold targets: training frequency <= n', nonNegativeInt, 5)
+  .option('--batch-size <n>', 'users per native evaluator call', positiveInt, 256)
+  .option('--json', 'one JSON document on stdout')
+  .action(
+    async (opts: { sequences: string; model: EvaluateModel; split: 'test' | 'valid'; ks: number[]; coldThreshold: number; batchSize: number; json?: boolean }) => {
+      const ac = new AbortController();
+      const onSigint = () => ac.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const report = await runEvaluate({ ...opts, progress: process.stderr.isTTY, signal: ac.signal });
+        console.log(opts.json ? JSON.stringify(report) : formatReport(report));
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    },
+  );
+
+program
+  .command('data')
+  .description('inspect data files')
+  .command('stats')
+  .description('users, items (largest id) and interactions of a sequence file')
+  .argument('<file>', 'sequence file: one user per line, "user item item ..."')
+  .option('--json', 'one JSON document on stdout')
+  .action(async (file: string, opts: { json?: boolean }) => {
+    const stats = await runDataStats(file);
+    if (opts.json) console.log(JSON.stringify(stats));
+    else {
+      console.log(`${file}: ${stats.users.toLocaleString('en-US')} users, ${stats.items.toLocaleString('en-US')} items, ${stats.interactions.toLocaleString('en-US')} interactions`);
+      console.log(`  distinct items ${stats.distinctItems.toLocaleString('en-US')}; sequence length min ${stats.minLength}, mean ${stats.meanLength.toFixed(2)}, max ${stats.maxLength}; sha256 ${stats.sha256}`);
     }
   });
 

@@ -22,6 +22,7 @@ export interface Tolerances {
   finiteDifference: FiniteDifference;
   finiteDifferenceLinear: FiniteDifference;
   eventLoop: { maxTimerDelayMs: number };
+  evaluate: { sums: Tolerance; popularityBeauty: { atol: number } };
 }
 
 export const tolerances = JSON.parse(

@@ -54,6 +54,17 @@ Pinned<int32_t> OptionsReader::i32(const char* key) {
   return {array.As<Napi::Int32Array>().Data(), array.ElementLength()};
 }
 
+Pinned<int32_t> OptionsReader::i32_optional(const char* key) {
+  Napi::TypedArray array = typed(key, napi_int32_array, "Int32Array", true);
+  if (array.IsEmpty()) return {};
+  return {array.As<Napi::Int32Array>().Data(), array.ElementLength()};
+}
+
+Pinned<double> OptionsReader::f64(const char* key) {
+  Napi::TypedArray array = typed(key, napi_float64_array, "Float64Array", false);
+  return {array.As<Napi::Float64Array>().Data(), array.ElementLength()};
+}
+
 int64_t OptionsReader::integer(const char* key) {
   Napi::Value value = field(key);
   if (!value.IsNumber()) throw Napi::TypeError::New(env_, std::string("Expected an integer for ") + key);

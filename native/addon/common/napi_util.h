@@ -41,6 +41,10 @@ class OptionsReader {
   Pinned<float> f32_optional(const char* key);
   /// Required Int32Array field.
   Pinned<int32_t> i32(const char* key);
+  /// Optional Int32Array field (undefined/null -> {nullptr, 0}).
+  Pinned<int32_t> i32_optional(const char* key);
+  /// Required Float64Array field.
+  Pinned<double> f64(const char* key);
   /// Required integer field (a Number holding an integer within int64 range).
   int64_t integer(const char* key);
   /// Required finite number.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "addon/common/napi_util.h"
+#include "eval/ranking.h"
 #include "gemm.h"
 #include "infonce.h"
 #include "lora.h"
@@ -274,6 +275,48 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
       r.take_pins());
 }
 
+/// Full-ranking evaluation of one batch of users (native/eval/ranking.h): writes ranks [batch] and the
+/// metric sums [3 groups × (1 + 3 × |ks|)] in place.
+Napi::Value EvaluateRanking(const Napi::CallbackInfo& info) {
+  OptionsReader r(info);
+  const auto scores = r.f32("scores");
+  const auto targets = r.i32("targets");
+  const auto offsets = r.i32("historyOffsets");
+  const auto history = r.i32("historyItems");
+  const auto frequency = r.i32_optional("trainFrequency");
+  const auto ranks = r.i32("ranks");
+  const auto sums = r.f64("sums");
+  mmesid::eval::RankingBatch batch;
+  batch.batch = r.integer("batch");
+  batch.num_items = r.integer("numItems");
+  mmesid::eval::RankingConfig config;
+  for (const double k : r.numbers_optional("ks")) config.ks.push_back(static_cast<int32_t>(k));
+  config.cold_threshold = r.integer("coldThreshold");
+  config.threads = static_cast<int>(r.integer("threads"));
+  if (batch.batch < 0 || batch.num_items < 1)
+    throw Napi::RangeError::New(r.env(), "Expected batch >= 0, numItems >= 1");
+  require_length(r.env(), scores.length, batch.batch * (batch.num_items + 1), "scores");
+  require_length(r.env(), targets.length, batch.batch, "targets");
+  require_length(r.env(), offsets.length, batch.batch + 1, "historyOffsets");
+  require_length(r.env(), ranks.length, batch.batch, "ranks");
+  require_length(r.env(), sums.length, mmesid::eval::sums_length(static_cast<int64_t>(config.ks.size())),
+                 "sums");
+  if (frequency.data) require_length(r.env(), frequency.length, batch.num_items + 1, "trainFrequency");
+  batch.scores = scores.data;
+  batch.targets = targets.data;
+  batch.history_offsets = offsets.data;
+  batch.history_items = history.data;
+  batch.history_length = static_cast<int64_t>(history.length);
+  config.train_frequency = frequency.data;
+  return PromiseWorker::start(
+      r.env(),
+      [=]() {
+        mmesid::eval::evaluate_ranking(batch, config, ranks.data, sums.data);
+        return 0.0;
+      },
+      r.take_pins());
+}
+
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -300,6 +343,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("infoNce", Napi::Function::New(env, InfoNce, "infoNce"));
   exports.Set("loraLinear", Napi::Function::New(env, LoraLinear, "loraLinear"));
   exports.Set("loraLinearBackward", Napi::Function::New(env, LoraLinearBackward, "loraLinearBackward"));
+  exports.Set("evaluateRanking", Napi::Function::New(env, EvaluateRanking, "evaluateRanking"));
   return exports;
 }
 

@@ -1,0 +1,83 @@
+/** The sequence-file loader: content, fingerprint, every malformed-input error, and the real Beauty counts. */
+import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { DataFormatError } from '../../lib/errors';
+import { loadSequences, sequenceStats, userItems } from '../../lib/data/sequences';
+
+const beauty = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty', 'sequences.txt');
+
+describe('data: sequence loader', () => {
+  let dir: string;
+  before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-seq-'))));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const write = (name: string, text: string): string => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+
+  it('reads users into CSR, skipping blank lines, accepting CRLF and tabs, hashing the bytes', async () => {
+    const text = '1 3 1 2\r\n\n  \n7\t5  4\n2 9\n\n';
+    const file = write('ok.txt', text);
+    const s = await loadSequences(file);
+    assert.equal(s.numUsers, 3);
+    assert.equal(s.numItems, 9);
+    assert.equal(s.numInteractions, 6);
+    assert.equal(s.distinctItems, 6);
+    assert.deepEqual(Array.from(s.userIds), [1, 7, 2]);
+    assert.deepEqual(Array.from(s.offsets), [0, 3, 5, 6]);
+    assert.deepEqual(Array.from(userItems(s, 1)), [5, 4]);
+    assert.equal(s.sha256, createHash('sha256').update(text).digest('hex'));
+    const stats = sequenceStats(s);
+    assert.deepEqual([stats.users, stats.items, stats.interactions, stats.minLength, stats.maxLength], [3, 9, 6, 1, 3]);
+  });
+
+  it('an empty file has no users', async () => {
+    const s = await loadSequences(write('empty.txt', ''));
+    assert.deepEqual([s.numUsers, s.numItems, s.numInteractions, s.offsets.length], [0, 0, 0, 1]);
+  });
+
+  const cases: [string, string, number, RegExp][] = [
+    ['word', '1 2 3\n2 4 x5 6\n', 2, /token 3 \("x5", the item id\) is not an integer id/],
+    ['zero', '1 2 0\n', 1, /token 3 \("0", the item id\)/],
+    ['negative', '1 2 3\n\n3 -4\n', 3, /token 2 \("-4", the item id\)/],
+    ['decimal', '1 2.0\n', 1, /token 2 \("2\.0"/],
+    ['huge', '1 2147483648\n', 1, /token 2 \("2147483648"/],
+    ['bad user', 'u1 2 3\n', 1, /token 1 \("u1", the user id\)/],
+    ['no items', '1 2 3\n4\n', 2, /user 4 has no items/],
+    ['duplicate user', '1 2 3\n2 5\n1 7\n', 3, /user 1 already appeared on line 1/],
+  ];
+  for (const [name, text, line, problem] of cases) {
+    it(`rejects ${name}: DataFormatError with file, line ${line} and the problem`, async () => {
+      const file = write(`${name.replace(/ /g, '_')}.txt`, text);
+      await assert.rejects(loadSequences(file), (e: unknown) => {
+        assert.ok(e instanceof DataFormatError, String(e));
+        assert.equal(e.code, 'ERR_MMESID_DATA_FORMAT');
+        assert.equal(e.file, file);
+        assert.equal(e.line, line);
+        assert.match(e.problem, problem);
+        assert.ok(e.message.startsWith(`${file}:${line}: `), e.message);
+        return true;
+      });
+    });
+  }
+
+  it('a missing file rejects with the file system error', async () => {
+    await assert.rejects(loadSequences(path.join(dir, 'missing.txt')), { code: 'ENOENT' });
+  });
+
+  it('Amazon Beauty 5-core: 22,332 users, 12,086 items, 198,215 interactions (the paper\'s Table 1)', async () => {
+    assert.ok(fs.existsSync(beauty), `the shared Beauty data is missing: ${beauty} (see ../shared/data/README.md)`);
+    const stats = sequenceStats(await loadSequences(beauty));
+    assert.equal(stats.users, 22332);
+    assert.equal(stats.items, 12086);
+    assert.equal(stats.distinctItems, 12086);
+    assert.equal(stats.interactions, 198215);
+    assert.equal(stats.minLength, 5);
+  });
+});
