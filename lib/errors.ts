@@ -4,7 +4,7 @@
  * - `ERR_MMESID_NATIVE_UNAVAILABLE` — an addon could not be loaded (NativeUnavailableError);
  * - `ERR_MMESID_NATIVE`, `ERR_MMESID_OUT_OF_MEMORY` — a native computation failed (NativeError);
  * - `ERR_MMESID_CANCELLED` — the work was cancelled through its AbortSignal;
- * - `ERR_MMESID_DATA_FORMAT` — a data file is malformed (DataFormatError: file, line, what was wrong).
+ * - `ERR_MMESID_DATA_FORMAT` — a data file is malformed (DataFormatError: file, line or byte offset, what was wrong).
  */
 
 export type MmesidErrorCode =
@@ -64,22 +64,33 @@ export class CancelledError extends Error {
   }
 }
 
-/** A data file is malformed. The message names the file, the 1-based line number and what was wrong. */
+/**
+ * A data file is malformed. The message names the file, where (the 1-based line number of a text file,
+ * or the byte offset of a binary one) and what was wrong: `file:line: problem` or
+ * `file: byte offset: problem`.
+ */
 export class DataFormatError extends Error {
   readonly code = 'ERR_MMESID_DATA_FORMAT' as const;
 
   /**
    * @param file    the file as the caller named it
-   * @param line    1-based line number of the problem
+   * @param line    1-based line number of the problem (0 for a binary file)
    * @param problem what was wrong, e.g. `token 3 ("x1") is not a positive integer`
+   * @param offset  byte offset of the problem in a binary file (then `line` is 0)
    */
   constructor(
     readonly file: string,
     readonly line: number,
     readonly problem: string,
+    readonly offset?: number,
   ) {
-    super(`${file}:${line}: ${problem}`);
+    super(offset === undefined ? `${file}:${line}: ${problem}` : `${file}: byte ${offset}: ${problem}`);
     this.name = 'DataFormatError';
+  }
+
+  /** The error for a binary file: `file: byte offset: problem`. */
+  static atByte(file: string, offset: number, problem: string): DataFormatError {
+    return new DataFormatError(file, 0, problem, offset);
   }
 }
 

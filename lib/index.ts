@@ -3,8 +3,9 @@
  * in Node.js on native C++/CUDA kernels and libtorch.
  *
  * Stages: data → collaborative encoder (SASRec) → tokenizer (MM-RQ-VAE) → LLM fine-tune (Llama 3 + LoRA)
- * → evaluate / serve. This release ships the kernels every stage runs on, the data stage's sequence
- * loader and leave-one-out splits, and the full-ranking evaluation harness.
+ * → evaluate / serve. This release ships the kernels every stage runs on, the data stage's loaders
+ * (sequences, item metadata, embedding tables), leave-one-out splits and synthetic data generator, and
+ * the full-ranking evaluation harness.
  */
 export { kernels } from './kernels';
 export type {
@@ -32,6 +33,12 @@ export {
   DEFAULT_MAX_TARGETS_PER_USER,
 } from './data/splits';
 export type { EvaluationSplit, SplitName, SplitOptions, TrainingSamples } from './data/splits';
+export { loadEmbeddings, loadNpy, loadSafetensors, saveNpy, validateItemTable } from './data/embeddings';
+export type { EmbeddingTable, LoadedEmbeddingTable, LoadEmbeddingsOptions } from './data/embeddings';
+export { loadItems, itemInfo } from './data/items';
+export type { ItemCatalog, ItemInfo, LoadItemsOptions } from './data/items';
+export { generateSynthetic } from './data/synthetic';
+export type { SyntheticDataset, SyntheticOptions } from './data/synthetic';
 export { rankBatch, evaluateRanking, RankingAccumulator, DEFAULT_KS, DEFAULT_COLD_THRESHOLD } from './evaluate/ranking';
 export type { RankBatchOptions, BatchRanking, EvaluateRankingOptions, RankingSummary, GroupMetrics, MetricTable } from './evaluate/ranking';
 export { evaluatePopularity, popularityCounts } from './evaluate/popularity';

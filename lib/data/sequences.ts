@@ -15,12 +15,10 @@
  * - a user id may appear on one line only.
  * Users keep the order of the file; `numItems` is the largest item id seen (ids need not be dense).
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as readline from 'node:readline';
 
 import { CancelledError, DataFormatError, InvalidArgumentError } from '../errors';
 import { optionalSignal } from '../validate';
+import { readHashedLines } from './lineReader';
 
 /** Users' chronological item lists, CSR. */
 export interface Sequences {
@@ -92,10 +90,7 @@ function parseId(token: string, file: string, line: number, position: number, wh
 export async function loadSequences(file: string, options: LoadSequencesOptions = {}): Promise<Sequences> {
   if (typeof file !== 'string' || file.length === 0) throw new InvalidArgumentError('file', 'a file path', file);
   const signal = optionalSignal((options as Record<string, unknown>).signal, 'options.signal');
-  const stream = fs.createReadStream(file);
-  const hash = createHash('sha256');
-  stream.on('data', (chunk) => hash.update(chunk));
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
+  const reader = readHashedLines(file);
 
   const userIds = new IntBuffer();
   const offsets = new IntBuffer();
@@ -105,7 +100,7 @@ export async function loadSequences(file: string, options: LoadSequencesOptions 
   let lineNumber = 0;
   offsets.push(0);
   try {
-    for await (const text of lines) {
+    for await (const text of reader.lines) {
       lineNumber += 1;
       if (signal?.aborted) throw new CancelledError('loadSequences was cancelled');
       const trimmed = text.trim();
@@ -126,8 +121,7 @@ export async function loadSequences(file: string, options: LoadSequencesOptions 
       offsets.push(items.length);
     }
   } finally {
-    lines.close();
-    stream.destroy();
+    reader.close();
   }
   const itemArray = items.toArray();
   const seen = new Uint8Array(numItems + 1);
@@ -140,7 +134,7 @@ export async function loadSequences(file: string, options: LoadSequencesOptions 
   }
   return {
     source: file,
-    sha256: hash.digest('hex'),
+    sha256: reader.sha256(),
     numUsers: userIds.length,
     numItems,
     distinctItems,
