@@ -47,3 +47,11 @@ export { InvalidArgumentError, NativeError, NativeUnavailableError, CancelledErr
 export type { MmesidErrorCode } from './errors';
 export { buildInfo } from './info';
 export type { BuildInfo } from './info';
+// Raw-data converters: Amazon review dumps (JSON lines, plain or gzip) and RecBole atomic files.
+export { prepareAmazon, loadAmazonIdMap } from './data/amazon';
+export type { PrepareAmazonOptions, AmazonPrepareResult, AmazonPrepareStats, AmazonIdMap } from './data/amazon';
+export { loadRecBole } from './data/recbole';
+export type { LoadRecBoleOptions, RecBoleDataset, RecBoleField, RecBoleType, RecBoleValue } from './data/recbole';
+// Text embeddings without a pretrained model: TF-IDF of title, brand and categories → randomized truncated SVD.
+export { itemDocument, buildTfidf, randomizedSvd, embedItemText } from './data/textEmbedding';
+export type { CsrMatrix, TfidfOptions, TfidfMatrix, RandomizedSvdOptions, TruncatedSvd, TextEmbeddingOptions, TextEmbedding } from './data/textEmbedding';

@@ -5,11 +5,13 @@
  *   mmesid demo            tokenize random items into semantic IDs with the RQ kernels
  *   mmesid evaluate        full-ranking evaluation of a model on a sequence file (leave-one-out)
  *   mmesid data stats FILE users, items and interactions of a sequence file
+ *   mmesid embed-text      item text embeddings from items.jsonl (TF-IDF → randomized SVD), no pretrained model
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
 import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
+import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { EVALUATE_MODELS, formatReport, runDataStats, runEvaluate } from './evaluate';
 import type { EvaluateModel } from './evaluate';
 
@@ -120,6 +122,32 @@ program
       console.log(`  distinct items ${stats.distinctItems.toLocaleString('en-US')}; sequence length min ${stats.minLength}, mean ${stats.meanLength.toFixed(2)}, max ${stats.maxLength}; sha256 ${stats.sha256}`);
     }
   });
+
+program
+  .command('embed-text')
+  .description('item text embeddings without a pretrained model: TF-IDF of title, brand and categories, randomized truncated SVD; writes float32 [items + 1, D] .npy, row 0 = padding zeros')
+  .requiredOption('--items <file>', 'item catalogue: items.jsonl')
+  .requiredOption('--out <file>', 'output .npy (written atomically)')
+  .requiredOption('--dim <D>', 'embedding dimension', positiveInt)
+  .option('--seed <s>', 'seed of the random test matrix (uint32)', nonNegativeInt, 0)
+  .option('--min-df <n>', 'keep terms found in at least n items', positiveInt, 2)
+  .option('--power-iterations <q>', 'power iterations of the randomized SVD', nonNegativeInt, 4)
+  .option('--sublinear-tf', 'tf = 1 + ln(count) instead of the raw count')
+  .option('--json', 'one JSON document on stdout')
+  .action(
+    async (opts: { items: string; out: string; dim: number; seed: number; minDf: number; powerIterations: number; sublinearTf?: boolean; json?: boolean }) => {
+      const ac = new AbortController();
+      const onSigint = () => ac.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const { json, sublinearTf, ...rest } = opts;
+        const report = await runEmbedText({ ...rest, sublinearTf: sublinearTf === true, progress: process.stderr.isTTY || !json, signal: ac.signal });
+        console.log(json ? JSON.stringify(report) : formatEmbedTextReport(report));
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    },
+  );
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as Error & { code?: string };
