@@ -55,3 +55,6 @@ export type { LoadRecBoleOptions, RecBoleDataset, RecBoleField, RecBoleType, Rec
 // Text embeddings without a pretrained model: TF-IDF of title, brand and categories → randomized truncated SVD.
 export { itemDocument, buildTfidf, randomizedSvd, embedItemText } from './data/textEmbedding';
 export type { CsrMatrix, TfidfOptions, TfidfMatrix, RandomizedSvdOptions, TruncatedSvd, TextEmbeddingOptions, TextEmbedding } from './data/textEmbedding';
+// The collaborative encoder: SASRec trained in libtorch (mmesid_torch.node); writes item_emb.npy + metrics.json.
+export { trainSasrec, SASREC_DEFAULTS, SASREC_LOSSES } from './sasrec';
+export type { TrainSasrecOptions, SasrecTrainReport, SasrecProgress, SasrecEpochReport, SasrecLoss } from './sasrec';

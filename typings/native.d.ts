@@ -184,8 +184,80 @@ export interface CoreAddon extends NativeKernelExports {
 }
 
 /** mmesid_torch.node */
+/** Fully-defaulted options of `sasrecTrain` (validated by lib/sasrec.ts). */
+export interface NativeSasrecTrainOptions {
+  /** int32 [users + 1], CSR row pointers of the users' chronological items. */
+  offsets: Int32Array;
+  /** int32, every user's items, each in [1, numItems]. */
+  items: Int32Array;
+  numItems: number;
+  dim: number;
+  blocks: number;
+  heads: number;
+  maxLen: number;
+  dropout: number;
+  loss: 'bce' | 'ce';
+  lr: number;
+  batchSize: number;
+  epochs: number;
+  patience: number;
+  seed: number;
+  /** ATen threads of the training thread (0 = all cores). */
+  threads: number;
+  /** Checkpoint file written atomically after every epoch; absent: none. */
+  checkpoint?: string;
+  /** Continue from `checkpoint` when it exists. */
+  resume?: boolean;
+}
+
+/** Means over the evaluated users, one value per cut-off of `ks`. */
+export interface NativeSasrecMetrics {
+  users: number;
+  hr: number[];
+  ndcg: number[];
+  mrr: number[];
+}
+
+export interface NativeSasrecEpoch {
+  epoch: number;
+  /** Mean training loss of the epoch. */
+  loss: number;
+  /** Wall seconds of the training steps / of the validation. */
+  seconds: number;
+  evalSeconds: number;
+  improved: boolean;
+  valid: NativeSasrecMetrics;
+}
+
+export type NativeSasrecProgress =
+  | ({ kind: 'epoch' } & NativeSasrecEpoch)
+  | { kind: 'step'; epoch: number; step: number; steps: number; loss: number; samplesPerSecond: number };
+
+export interface NativeSasrecResult {
+  /** float32 [numItems + 1, dim] of the best epoch, row 0 = padding. */
+  itemEmbeddings: Float32Array;
+  epochs: NativeSasrecEpoch[];
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  trainingRows: number;
+  /** The checkpoint's epoch when the run resumed from one, else 0. */
+  resumedFromEpoch: number;
+  /** Test metrics of the best epoch's weights. */
+  test: NativeSasrecMetrics;
+  /** Cut-offs of every metrics list: [5, 10, 20]. */
+  ks: number[];
+}
+
+/** A running training: settle with `promise`; `cancel()` makes it reject with code ERR_MMESID_CANCELLED. */
+export interface NativeSasrecHandle {
+  promise: Promise<NativeSasrecResult>;
+  cancel(): void;
+}
+
 export interface TorchAddon extends NativeKernelExports {
   buildInfo(): TorchBuildInfo;
+  /** Trains SASRec on a thread of its own; one training per process at a time. */
+  sasrecTrain(options: NativeSasrecTrainOptions, onProgress: (event: NativeSasrecProgress) => void): NativeSasrecHandle;
   /** Sets libtorch's intra-op thread count (process-wide). */
   setThreads(threads: number): void;
   _composite(options: NativeCompositeOptions): Promise<number>;

@@ -6,6 +6,7 @@
  *   mmesid evaluate        full-ranking evaluation of a model on a sequence file (leave-one-out)
  *   mmesid data stats FILE users, items and interactions of a sequence file
  *   mmesid embed-text      item text embeddings from items.jsonl (TF-IDF → randomized SVD), no pretrained model
+ *   mmesid sasrec train    train the SASRec collaborative encoder (libtorch); writes item_emb.npy + metrics.json
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
@@ -13,6 +14,8 @@ import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { EVALUATE_MODELS, formatReport, runDataStats, runEvaluate } from './evaluate';
+import { formatSasrecReport, runSasrecTrain, type RunSasrecTrainOptions } from './sasrec';
+import { SASREC_DEFAULTS, SASREC_LOSSES } from '../sasrec';
 import type { EvaluateModel } from './evaluate';
 
 function positiveInt(value: string): number {
@@ -143,6 +146,49 @@ program
         const { json, sublinearTf, ...rest } = opts;
         const report = await runEmbedText({ ...rest, sublinearTf: sublinearTf === true, progress: process.stderr.isTTY || !json, signal: ac.signal });
         console.log(json ? JSON.stringify(report) : formatEmbedTextReport(report));
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    },
+  );
+
+function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new CommanderArgumentError(`expected a number, got "${value}"`);
+  return n;
+}
+
+program
+  .command('sasrec')
+  .description('the SASRec collaborative encoder (needs mmesid_torch.node)')
+  .command('train')
+  .description('train SASRec (leave-one-out, best validation nDCG@10, early stopping); writes item_emb.npy [items + 1, dim] and metrics.json')
+  .requiredOption('--sequences <file>', 'sequence file: one user per line, "user item item ..."')
+  .requiredOption('--out <dir>', 'output folder (item_emb.npy, metrics.json; written atomically)')
+  .option('--dim <d>', 'hidden size', positiveInt, SASREC_DEFAULTS.dim)
+  .option('--blocks <n>', 'transformer blocks', positiveInt, SASREC_DEFAULTS.blocks)
+  .option('--heads <n>', 'attention heads', positiveInt, SASREC_DEFAULTS.heads)
+  .option('--max-len <n>', 'positions (last items read)', positiveInt, SASREC_DEFAULTS.maxLen)
+  .option('--dropout <p>', 'dropout rate in [0, 1)', finiteNumber, SASREC_DEFAULTS.dropout)
+  .option('--loss <loss>', `objective: ${SASREC_LOSSES.join(', ')}`, oneOf(SASREC_LOSSES), SASREC_DEFAULTS.loss)
+  .option('--lr <lr>', 'Adam learning rate', finiteNumber, SASREC_DEFAULTS.lr)
+  .option('--batch-size <n>', 'users per step', positiveInt, SASREC_DEFAULTS.batchSize)
+  .option('--epochs <n>', 'maximum epochs', positiveInt, SASREC_DEFAULTS.epochs)
+  .option('--patience <n>', 'early stop after n epochs without a better validation nDCG@10', positiveInt, SASREC_DEFAULTS.patience)
+  .option('--seed <s>', 'random seed', nonNegativeInt, SASREC_DEFAULTS.seed)
+  .option('--threads <n>', 'libtorch threads (0 = all cores)', nonNegativeInt, SASREC_DEFAULTS.threads)
+  .option('--checkpoint <file>', 'checkpoint written atomically after every epoch')
+  .option('--resume', 'continue from --checkpoint when it exists')
+  .option('--json', 'one JSON document on stdout')
+  .action(
+    async (opts: Omit<RunSasrecTrainOptions, 'progress' | 'signal'> & { json?: boolean }) => {
+      const ac = new AbortController();
+      const onSigint = () => ac.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const { json, ...rest } = opts;
+        const report = await runSasrecTrain({ ...rest, progress: process.stderr.isTTY || !json, signal: ac.signal });
+        console.log(json ? JSON.stringify(report) : formatSasrecReport(report));
       } finally {
         process.off('SIGINT', onSigint);
       }

@@ -182,3 +182,20 @@ export function sequenceStats(sequences: Sequences): SequenceStats {
     sha256: sequences.sha256,
   };
 }
+
+/** The dataset record every report carries: where the data came from, its sha256 and its size. */
+export function describeDataset(sequences: Sequences): {
+  source: string;
+  sha256: string;
+  users: number;
+  items: number;
+  interactions: number;
+} {
+  return {
+    source: sequences.source,
+    sha256: sequences.sha256,
+    users: sequences.numUsers,
+    items: sequences.numItems,
+    interactions: sequences.numInteractions,
+  };
+}

@@ -4,7 +4,7 @@
  * evaluator and tie rule as any model (ties go to the lower item id), so it is the floor a model must
  * clear. On Amazon Beauty 5-core the test split gives HR@10 ≈ 0.0134, nDCG@10 ≈ 0.0061.
  */
-import type { Sequences } from '../data/sequences';
+import { describeDataset, type Sequences } from '../data/sequences';
 import { evaluationSplit, trainFrequency } from '../data/splits';
 import type { EvaluationSplit, SplitName } from '../data/splits';
 import { InvalidArgumentError } from '../errors';
@@ -56,13 +56,7 @@ export interface EvaluationReport {
 export function describeProtocol(sequences: Sequences, split: EvaluationSplit, ks: number[], coldThreshold: number, model: string): EvaluationProtocol {
   const test = split.split === 'test';
   return {
-    dataset: {
-      source: sequences.source,
-      sha256: sequences.sha256,
-      users: sequences.numUsers,
-      items: sequences.numItems,
-      interactions: sequences.numInteractions,
-    },
+    dataset: describeDataset(sequences),
     split: split.split,
     target: test ? 'items[-1] (leave-one-out)' : 'items[-2] (leave-one-out)',
     input: test ? 'items[:-1]' : 'items[:-2]',

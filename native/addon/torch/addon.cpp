@@ -13,13 +13,17 @@
 #include <torch/csrc/autograd/generated/variable_factories.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include "addon/common/napi_util.h"
 #include "gemm.h"
 #include "torch/bench/composites.h"
 #include "torch/ops/kernel_ops.h"
+#include "torch/train/sasrec_trainer.h"
 
 namespace mmesid::addon {
 namespace {
@@ -216,6 +220,222 @@ Napi::Value Composite(const Napi::CallbackInfo& info) {
   throw Napi::TypeError::New(r.env(), "Unknown composite op: " + op);
 }
 
+// ---------------------------------------------------------------- SASRec training (own thread + TSFN)
+
+/// One training run shared by the JS handle (cancel), the training thread and the TSFN finalizer.
+struct SasrecJob {
+  std::atomic<bool> cancel{false};
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction progress;
+  std::thread thread;
+  train::SasrecTrainOptions options;
+  int previous_threads = 1;  // ATen threads of the main thread when the run started
+  train::SasrecTrainResult result;
+  bool failed = false;
+  std::string error_code, error_message;
+  explicit SasrecJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+/// Only one SASRec training per process: ATen's default generator (seeded by the run) is process-wide.
+std::atomic<bool> g_sasrec_busy{false};
+
+/// A progress event crossing to the main thread (owned by the TSFN call).
+struct SasrecEvent {
+  bool is_epoch = false;
+  train::SasrecStep step{};
+  train::SasrecEpoch epoch{};
+};
+
+Napi::Object metrics_object(Napi::Env env, const train::SasrecMetrics& m) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("users", Napi::Number::New(env, static_cast<double>(m.users)));
+  auto list = [&](const std::vector<double>& values) {
+    Napi::Array a = Napi::Array::New(env, values.size());
+    for (size_t i = 0; i < values.size(); ++i)
+      a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, values[i]));
+    return a;
+  };
+  out.Set("hr", list(m.hr));
+  out.Set("ndcg", list(m.ndcg));
+  out.Set("mrr", list(m.mrr));
+  return out;
+}
+
+Napi::Object epoch_object(Napi::Env env, const train::SasrecEpoch& e) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("epoch", Napi::Number::New(env, static_cast<double>(e.epoch)));
+  out.Set("loss", Napi::Number::New(env, e.loss));
+  out.Set("seconds", Napi::Number::New(env, e.seconds));
+  out.Set("evalSeconds", Napi::Number::New(env, e.eval_seconds));
+  out.Set("improved", Napi::Boolean::New(env, e.improved));
+  out.Set("valid", metrics_object(env, e.valid));
+  return out;
+}
+
+void deliver_event(Napi::Env env, Napi::Function callback, SasrecEvent* raw) {
+  std::unique_ptr<SasrecEvent> event(raw);
+  if (env == nullptr || callback.IsEmpty()) return;
+  Napi::Object out;
+  if (event->is_epoch) {
+    out = epoch_object(env, event->epoch);
+    out.Set("kind", "epoch");
+  } else {
+    out = Napi::Object::New(env);
+    out.Set("kind", "step");
+    out.Set("epoch", Napi::Number::New(env, static_cast<double>(event->step.epoch)));
+    out.Set("step", Napi::Number::New(env, static_cast<double>(event->step.step)));
+    out.Set("steps", Napi::Number::New(env, static_cast<double>(event->step.steps)));
+    out.Set("loss", Napi::Number::New(env, event->step.loss));
+    out.Set("samplesPerSecond", Napi::Number::New(env, event->step.samples_per_second));
+  }
+  try {
+    callback.Call({out});
+  } catch (const Napi::Error&) {
+    // A throwing progress callback must not end the process; the TS facade never passes one.
+  }
+}
+
+/// Settles the promise on the main thread once the training thread released the TSFN.
+void finish_sasrec(Napi::Env env, const std::shared_ptr<SasrecJob>& job) {
+  if (job->thread.joinable()) job->thread.join();
+  g_sasrec_busy.store(false);
+  Napi::HandleScope scope(env);
+  if (job->failed) {
+    job->deferred.Reject(make_error(env, job->error_code, job->error_message).Value());
+    return;
+  }
+  const train::SasrecTrainResult& r = job->result;
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Float32Array emb = Napi::Float32Array::New(env, r.item_emb.size());
+  if (!r.item_emb.empty()) std::memcpy(emb.Data(), r.item_emb.data(), r.item_emb.size() * sizeof(float));
+  out.Set("itemEmbeddings", emb);
+  Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
+  for (size_t i = 0; i < r.epochs.size(); ++i)
+    epochs.Set(static_cast<uint32_t>(i), epoch_object(env, r.epochs[i]));
+  out.Set("epochs", epochs);
+  out.Set("bestEpoch", Napi::Number::New(env, static_cast<double>(r.best_epoch)));
+  out.Set("stoppedEarly", Napi::Boolean::New(env, r.stopped_early));
+  out.Set("trainingRows", Napi::Number::New(env, static_cast<double>(r.training_rows)));
+  out.Set("resumedFromEpoch", Napi::Number::New(env, static_cast<double>(r.resumed_from_epoch)));
+  out.Set("test", metrics_object(env, r.test));
+  Napi::Array ks = Napi::Array::New(env, train::sasrec_ks().size());
+  for (size_t i = 0; i < train::sasrec_ks().size(); ++i)
+    ks.Set(static_cast<uint32_t>(i), train::sasrec_ks()[i]);
+  out.Set("ks", ks);
+  job->deferred.Resolve(out);
+}
+
+void run_sasrec(const std::shared_ptr<SasrecJob>& job) {
+  train::SasrecCallbacks cb;
+  cb.cancelled = [job] { return job->cancel.load(std::memory_order_relaxed); };
+  cb.on_step = [job](const train::SasrecStep& s) {
+    auto* e = new SasrecEvent();
+    e->step = s;
+    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
+  };
+  cb.on_epoch = [job](const train::SasrecEpoch& s) {
+    auto* e = new SasrecEvent();
+    e->is_epoch = true;
+    e->epoch = s;
+    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
+  };
+  auto fail = [&](const char* code, std::string message) {
+    job->failed = true;
+    job->error_code = code;
+    job->error_message = std::move(message);
+  };
+  // train_sasrec sets ATen's thread count, which is partly process-wide (the count new threads start
+  // with); put back what the process had so the other exports keep their setting.
+  struct RestoreThreads {
+    int threads;
+    ~RestoreThreads() { at::set_num_threads(threads); }
+  } restore{job->previous_threads};
+  try {
+    job->result = train::train_sasrec(job->options, cb);
+  } catch (const train::TrainingCancelled& e) {
+    fail(kCodeCancelled, e.what());
+  } catch (const c10::Error& e) {
+    fail(kCodeNative, e.what_without_backtrace());
+  } catch (const std::invalid_argument& e) {
+    fail(kCodeInvalidArgument, e.what());
+  } catch (const std::bad_alloc&) {
+    fail(kCodeOutOfMemory, "out of memory while training SASRec");
+  } catch (const std::exception& e) {
+    fail(kCodeNative, e.what());
+  } catch (...) {
+    fail(kCodeNative, "unknown native exception while training SASRec");
+  }
+  job->progress.Release();
+}
+
+/// sasrecTrain(options, onProgress) → { promise, cancel() }. Training runs on a thread of its own (not
+/// the libuv pool); progress events arrive through a thread-safe function, which also keeps the event
+/// loop alive until the run ends.
+Napi::Value SasrecTrain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OptionsReader r(info);
+  if (info.Length() < 2 || !info[1].IsFunction())
+    throw Napi::TypeError::New(env, "Expected a progress function");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value loss = o.Get("loss");
+  if (!loss.IsString()) throw Napi::TypeError::New(env, "Expected a string for loss");
+  auto job = std::make_shared<SasrecJob>(env);
+  train::SasrecTrainOptions& t = job->options;
+  const auto offsets = r.i32("offsets"), items = r.i32("items");
+  t.offsets.assign(offsets.data, offsets.data + offsets.length);
+  t.items.assign(items.data, items.data + items.length);
+  t.model.num_items = r.integer("numItems");
+  t.model.dim = r.integer("dim");
+  t.model.blocks = r.integer("blocks");
+  t.model.heads = r.integer("heads");
+  t.model.max_len = r.integer("maxLen");
+  t.model.dropout = r.number("dropout");
+  t.loss = loss.As<Napi::String>().Utf8Value();
+  t.lr = r.number("lr");
+  t.batch_size = r.integer("batchSize");
+  t.epochs = r.integer("epochs");
+  t.patience = r.integer("patience");
+  t.seed = static_cast<uint64_t>(r.integer("seed"));
+  t.threads = static_cast<int>(k::resolve_threads(static_cast<int>(r.integer("threads"))));
+  Napi::Value checkpoint = o.Get("checkpoint");
+  if (!checkpoint.IsUndefined() && !checkpoint.IsNull()) {
+    if (!checkpoint.IsString()) throw Napi::TypeError::New(env, "Expected a string for checkpoint");
+    t.checkpoint = checkpoint.As<Napi::String>().Utf8Value();
+  }
+  t.resume = r.boolean_or("resume", false);
+  job->previous_threads = at::get_num_threads();
+  if (t.offsets.empty()) throw Napi::TypeError::New(env, "Expected a non-empty offsets array");
+  bool expected = false;
+  if (!g_sasrec_busy.compare_exchange_strong(expected, true)) {
+    throw make_error(env, kCodeNative, "a SASRec training is already running in this process");
+  }
+  try {
+    job->progress = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "mmesid.sasrec", 0, 1,
+                                                  [job](Napi::Env fenv) { finish_sasrec(fenv, job); });
+  } catch (...) {
+    g_sasrec_busy.store(false);
+    throw;
+  }
+  try {
+    job->thread = std::thread(run_sasrec, job);
+  } catch (const std::exception& e) {
+    job->failed = true;
+    job->error_code = kCodeNative;
+    job->error_message = std::string("could not start the training thread: ") + e.what();
+    job->progress.Release();
+  }
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("promise", job->deferred.Promise());
+  handle.Set("cancel", Napi::Function::New(
+                           env,
+                           [job](const Napi::CallbackInfo& ci) {
+                             job->cancel.store(true);
+                             return ci.Env().Undefined();
+                           },
+                           "cancel"));
+  return handle;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1) {
     throw Napi::TypeError::New(info.Env(), "Expected a positive integer thread count");
@@ -249,6 +469,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("infoNce", Napi::Function::New(env, InfoNce, "infoNce"));
   exports.Set("_composite", Napi::Function::New(env, Composite, "_composite"));
   exports.Set("loraLinear", Napi::Function::New(env, LoraLinearImpl, "loraLinear"));
+  exports.Set("sasrecTrain", Napi::Function::New(env, SasrecTrain, "sasrecTrain"));
   exports.Set("loraLinearBackward", Napi::Function::New(env, LoraLinearImpl, "loraLinearBackward"));
   return exports;
 }

@@ -1,0 +1,489 @@
+#include "sasrec_trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/binary_cross_entropy_with_logits.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "eval/ranking.h"
+
+namespace mmesid::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+/// Adam (Kingma & Ba) on the model's parameters, written out so no torch::optim header is needed.
+class Adam {
+ public:
+  Adam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr) : lr_(lr) {
+    for (const auto& [name, p] : params) {
+      params_.push_back(p);
+      m_.push_back(at::zeros_like(p));
+      v_.push_back(at::zeros_like(p));
+    }
+  }
+
+  void step() {
+    c10::NoGradGuard no_grad;
+    ++t_;
+    const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(t_));
+    const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(t_));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor& p = params_[i];
+      const at::Tensor& g = p.grad();
+      if (!g.defined()) continue;
+      m_[i].mul_(kBeta1).add_(g, 1.0 - kBeta1);
+      v_[i].mul_(kBeta2).addcmul_(g, g, 1.0 - kBeta2);
+      const at::Tensor denom = v_[i].sqrt().div_(std::sqrt(bc2)).add_(kEps);
+      p.addcdiv_(m_[i], denom, -lr_ / bc1);
+    }
+  }
+
+  std::vector<at::Tensor>& m() { return m_; }
+  std::vector<at::Tensor>& v() { return v_; }
+  int64_t& t() { return t_; }
+
+  void zero_grad() {
+    for (at::Tensor& p : params_) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+  }
+
+ private:
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-8;
+  std::vector<at::Tensor> params_, m_, v_;
+  double lr_;
+  int64_t t_ = 0;
+};
+
+/// The CSR data with each user's training part and evaluation split derived.
+struct Data {
+  const SasrecTrainOptions& o;
+  int64_t users;
+  std::vector<int64_t> train_users;              // users whose training part has >= 2 items
+  std::vector<std::vector<int32_t>> train_sets;  // sorted distinct items of each user's training part
+  std::vector<int64_t> eval_users;               // users with >= 3 items
+
+  explicit Data(const SasrecTrainOptions& options)
+      : o(options), users(static_cast<int64_t>(options.offsets.size()) - 1) {
+    TORCH_CHECK(users >= 1, "sasrec: expected at least one user");
+    TORCH_CHECK(o.offsets[0] == 0 && o.offsets[users] == static_cast<int32_t>(o.items.size()),
+                "sasrec: inconsistent offsets");
+    for (int32_t item : o.items) {
+      TORCH_CHECK(item >= 1 && item <= o.model.num_items, "sasrec: item ", item, " outside [1, ",
+                  o.model.num_items, "]");
+    }
+    train_sets.resize(users);
+    for (int64_t u = 0; u < users; ++u) {
+      TORCH_CHECK(o.offsets[u + 1] >= o.offsets[u], "sasrec: offsets must be non-decreasing");
+      const int64_t n = length(u), m = train_length(u);
+      if (m >= 2) train_users.push_back(u);
+      if (n >= 3) eval_users.push_back(u);
+      std::vector<int32_t>& set = train_sets[u];
+      set.assign(o.items.begin() + o.offsets[u], o.items.begin() + o.offsets[u] + m);
+      std::sort(set.begin(), set.end());
+      set.erase(std::unique(set.begin(), set.end()), set.end());
+    }
+    TORCH_CHECK(!train_users.empty(), "sasrec: no user has a training sequence of 2 items or more");
+  }
+
+  int64_t length(int64_t u) const { return o.offsets[u + 1] - o.offsets[u]; }
+  int64_t train_length(int64_t u) const { return length(u) >= 3 ? length(u) - 2 : length(u); }
+  const int32_t* seq(int64_t u) const { return o.items.data() + o.offsets[u]; }
+};
+
+/// Evaluates the model on the validation (drop = 2) or test (drop = 1) split.
+SasrecMetrics evaluate(const models::Sasrec& model, const Data& data, int drop, const SasrecCallbacks& cb) {
+  const auto& ks = sasrec_ks();
+  const int64_t num_ks = static_cast<int64_t>(ks.size());
+  const int64_t max_len = model.config().max_len, num_items = model.config().num_items;
+  eval::RankingConfig config;
+  config.ks = ks;
+  config.threads = data.o.threads;
+  std::vector<double> sums(eval::sums_length(num_ks), 0.0);
+  const int64_t total = static_cast<int64_t>(data.eval_users.size());
+  for (int64_t start = 0; start < total; start += data.o.eval_batch_size) {
+    if (cb.cancelled && cb.cancelled()) throw TrainingCancelled();
+    const int64_t batch = std::min(data.o.eval_batch_size, total - start);
+    at::Tensor x = at::zeros({batch, max_len}, at::kLong);
+    int64_t* xp = x.data_ptr<int64_t>();
+    std::vector<int32_t> targets(batch), offsets(batch + 1, 0), history;
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t u = data.eval_users[start + b];
+      const int32_t* s = data.seq(u);
+      const int64_t input = data.length(u) - drop;
+      targets[b] = s[input];
+      history.insert(history.end(), s, s + input);
+      offsets[b + 1] = static_cast<int32_t>(history.size());
+      const int64_t k = std::min(input, max_len);
+      for (int64_t j = 0; j < k; ++j) xp[b * max_len + max_len - k + j] = s[input - k + j];
+    }
+    const at::Tensor scores = model.score_last(x).contiguous();
+    eval::RankingBatch rb;
+    rb.scores = scores.data_ptr<float>();
+    rb.batch = batch;
+    rb.num_items = num_items;
+    rb.targets = targets.data();
+    rb.history_offsets = offsets.data();
+    rb.history_items = history.data();
+    rb.history_length = static_cast<int64_t>(history.size());
+    std::vector<int32_t> ranks(batch);
+    eval::rank_targets(rb, config.threads, ranks.data());
+    eval::accumulate_metrics(ranks.data(), targets.data(), batch, config, sums.data());
+  }
+  SasrecMetrics m;
+  m.users = total;
+  const double n = total > 0 ? static_cast<double>(total) : 1.0;
+  for (int64_t k = 0; k < num_ks; ++k) {
+    m.hr.push_back(sums[eval::sums_index(eval::kGroupAll, eval::kMetricHr, k, num_ks)] / n);
+    m.ndcg.push_back(sums[eval::sums_index(eval::kGroupAll, eval::kMetricNdcg, k, num_ks)] / n);
+    m.mrr.push_back(sums[eval::sums_index(eval::kGroupAll, eval::kMetricMrr, k, num_ks)] / n);
+  }
+  return m;
+}
+
+/// One training batch: input x, positives, and (bce) negatives, int64 [B, L].
+struct Batch {
+  at::Tensor x, pos, neg;
+};
+
+Batch make_batch(const Data& data, const std::vector<int64_t>& order, int64_t start, int64_t batch,
+                 int64_t max_len, bool negatives, std::mt19937_64& rng) {
+  Batch out;
+  out.x = at::zeros({batch, max_len}, at::kLong);
+  out.pos = at::zeros({batch, max_len}, at::kLong);
+  if (negatives) out.neg = at::zeros({batch, max_len}, at::kLong);
+  int64_t* xp = out.x.data_ptr<int64_t>();
+  int64_t* pp = out.pos.data_ptr<int64_t>();
+  int64_t* np = negatives ? out.neg.data_ptr<int64_t>() : nullptr;
+  const int64_t num_items = data.o.model.num_items;
+  std::uniform_int_distribution<int64_t> draw(1, num_items);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t u = order[start + b];
+    const int32_t* s = data.seq(u);
+    const int64_t m = data.train_length(u);
+    const int64_t k = std::min(m - 1, max_len);  // positions with a target
+    const std::vector<int32_t>& set = data.train_sets[u];
+    const bool can_sample = static_cast<int64_t>(set.size()) < num_items;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t col = max_len - k + j;
+      xp[b * max_len + col] = s[m - 1 - k + j];
+      pp[b * max_len + col] = s[m - k + j];
+      if (np) {
+        int64_t item = draw(rng);
+        // Rejection sampling; a user who saw every item gets unrestricted negatives.
+        while (can_sample && std::binary_search(set.begin(), set.end(), static_cast<int32_t>(item)))
+          item = draw(rng);
+        np[b * max_len + col] = item;
+      }
+    }
+  }
+  return out;
+}
+
+at::Tensor compute_loss(const models::Sasrec& model, const Batch& batch, bool bce) {
+  const int64_t d = model.config().dim, num_items = model.config().num_items;
+  const at::Tensor h = model.forward(batch.x, true);  // [B, L, d]
+  const at::Tensor valid = batch.pos.ne(0);
+  if (bce) {
+    const at::Tensor& emb = model.item_embedding();
+    const at::Tensor pos_logits = h.mul(at::embedding(emb, batch.pos, 0)).sum(-1).masked_select(valid);
+    const at::Tensor neg_logits = h.mul(at::embedding(emb, batch.neg, 0)).sum(-1).masked_select(valid);
+    return at::binary_cross_entropy_with_logits(pos_logits, at::ones_like(pos_logits))
+        .add(at::binary_cross_entropy_with_logits(neg_logits, at::zeros_like(neg_logits)));
+  }
+  const at::Tensor rows = valid.reshape({-1}).nonzero().squeeze(1);
+  const at::Tensor hv = h.reshape({-1, d}).index_select(0, rows);                           // [M, d]
+  const at::Tensor logits = hv.matmul(model.item_embedding().narrow(0, 1, num_items).t());  // [M, N]
+  const at::Tensor target = batch.pos.reshape({-1}).index_select(0, rows).sub(1);
+  return at::cross_entropy_loss(logits, target);
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+constexpr const char* kCheckpointFormat = "mmesid.sasrec.checkpoint";
+constexpr int64_t kCheckpointVersion = 1;
+constexpr int64_t kEpochFields =
+    6 + 3 * 3;  // epoch, loss, seconds, eval_seconds, improved, users, hr/ndcg/mrr × 3
+
+/// Everything that evolves during training.
+struct TrainState {
+  int64_t epoch = 0;  // epochs done
+  int64_t best_epoch = 0, since_best = 0;
+  double best_ndcg = -1.0;
+  std::vector<at::Tensor> best;
+  std::vector<SasrecEpoch> history;
+};
+
+c10::List<at::Tensor> tensor_list(const std::vector<at::Tensor>& tensors) {
+  c10::List<at::Tensor> out;
+  for (const at::Tensor& t : tensors) out.push_back(t.detach().clone());
+  return out;
+}
+
+std::vector<at::Tensor> tensors_of(const c10::IValue& value) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& t : value.toTensorList().vec()) out.push_back(t);
+  return out;
+}
+
+at::Tensor history_tensor(const std::vector<SasrecEpoch>& history) {
+  at::Tensor t = at::zeros({static_cast<int64_t>(history.size()), kEpochFields}, at::kDouble);
+  double* p = t.data_ptr<double>();
+  for (const SasrecEpoch& e : history) {
+    *p++ = static_cast<double>(e.epoch);
+    *p++ = e.loss;
+    *p++ = e.seconds;
+    *p++ = e.eval_seconds;
+    *p++ = e.improved ? 1.0 : 0.0;
+    *p++ = static_cast<double>(e.valid.users);
+    for (const auto* list : {&e.valid.hr, &e.valid.ndcg, &e.valid.mrr}) {
+      for (double v : *list) *p++ = v;
+    }
+  }
+  return t;
+}
+
+std::vector<SasrecEpoch> history_of(const at::Tensor& t) {
+  TORCH_CHECK(t.dim() == 2 && t.size(1) == kEpochFields && t.scalar_type() == at::kDouble,
+              "sasrec checkpoint: malformed epoch history");
+  std::vector<SasrecEpoch> out;
+  const at::Tensor c = t.contiguous();
+  const double* p = c.data_ptr<double>();
+  for (int64_t i = 0; i < c.size(0); ++i) {
+    SasrecEpoch e;
+    e.epoch = static_cast<int64_t>(*p++);
+    e.loss = *p++;
+    e.seconds = *p++;
+    e.eval_seconds = *p++;
+    e.improved = *p++ != 0.0;
+    e.valid.users = static_cast<int64_t>(*p++);
+    for (auto* list : {&e.valid.hr, &e.valid.ndcg, &e.valid.mrr}) {
+      for (int k = 0; k < 3; ++k) list->push_back(*p++);
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+/// The identity a checkpoint must match to be resumed.
+std::string fingerprint(const SasrecTrainOptions& o) {
+  std::ostringstream s;
+  s << "items=" << o.model.num_items << " dim=" << o.model.dim << " blocks=" << o.model.blocks
+    << " heads=" << o.model.heads << " maxLen=" << o.model.max_len << " dropout=" << o.model.dropout
+    << " loss=" << o.loss << " seed=" << o.seed << " batchSize=" << o.batch_size << " lr=" << o.lr
+    << " users=" << (o.offsets.size() - 1) << " interactions=" << o.items.size();
+  return s.str();
+}
+
+void save_checkpoint(const SasrecTrainOptions& o, const models::Sasrec& model, Adam& adam,
+                     const TrainState& st, const std::mt19937_64& rng) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  dict.insert("format", std::string(kCheckpointFormat));
+  dict.insert("version", kCheckpointVersion);
+  dict.insert("fingerprint", fingerprint(o));
+  c10::List<std::string> names;
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : model.parameters()) {
+    names.push_back(name);
+    params.push_back(p);
+  }
+  dict.insert("names", names);
+  dict.insert("params", tensor_list(params));
+  dict.insert("best", tensor_list(st.best));
+  dict.insert("adam_m", tensor_list(adam.m()));
+  dict.insert("adam_v", tensor_list(adam.v()));
+  dict.insert("adam_t", adam.t());
+  dict.insert("epoch", st.epoch);
+  dict.insert("best_epoch", st.best_epoch);
+  dict.insert("since_best", st.since_best);
+  dict.insert("best_ndcg", st.best_ndcg);
+  dict.insert("history", history_tensor(st.history));
+  std::ostringstream rng_state;
+  rng_state << rng;
+  dict.insert("sampler_state", rng_state.str());
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    dict.insert("torch_rng_state", gen.get_state());
+  }
+  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
+  const std::string temp = o.checkpoint + "." + std::to_string(::getpid()) + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      std::remove(temp.c_str());
+      throw std::runtime_error("sasrec: could not write the checkpoint " + temp);
+    }
+  }
+  if (std::rename(temp.c_str(), o.checkpoint.c_str()) != 0) {
+    std::remove(temp.c_str());
+    throw std::runtime_error("sasrec: could not rename the checkpoint to " + o.checkpoint);
+  }
+}
+
+/// Loads `o.checkpoint` into the model, the optimizer, the state and both generators.
+/// @return false when the file does not exist.
+bool load_checkpoint(const SasrecTrainOptions& o, models::Sasrec& model, Adam& adam, TrainState& st,
+                     std::mt19937_64& rng) {
+  std::ifstream in(o.checkpoint, std::ios::binary);
+  if (!in) return false;
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const c10::IValue value = torch::jit::pickle_load(bytes);
+  TORCH_CHECK(value.isGenericDict(), "sasrec: ", o.checkpoint, " is not an mmesid SASRec checkpoint");
+  const c10::impl::GenericDict dict = value.toGenericDict();
+  auto get = [&](const char* key) {
+    TORCH_CHECK(dict.contains(key), "sasrec: checkpoint ", o.checkpoint, " lacks \"", key, "\"");
+    return dict.at(key);
+  };
+  TORCH_CHECK(get("format").toStringRef() == kCheckpointFormat, "sasrec: ", o.checkpoint,
+              " is not an mmesid SASRec checkpoint");
+  TORCH_CHECK(get("version").toInt() == kCheckpointVersion, "sasrec: checkpoint version ",
+              get("version").toInt(), " is not supported (expected ", kCheckpointVersion, ")");
+  const std::string expected = fingerprint(o), found = get("fingerprint").toStringRef();
+  TORCH_CHECK(found == expected, "sasrec: checkpoint ", o.checkpoint, " was made for another run: it has ",
+              found, "; this run has ", expected);
+  const auto params = tensors_of(get("params"));
+  const auto& mine = model.parameters();
+  TORCH_CHECK(params.size() == mine.size(), "sasrec: checkpoint parameter count mismatch");
+  c10::NoGradGuard no_grad;
+  for (size_t i = 0; i < mine.size(); ++i) mine[i].second.copy_(params[i]);
+  const auto m = tensors_of(get("adam_m")), v = tensors_of(get("adam_v"));
+  for (size_t i = 0; i < mine.size(); ++i) {
+    adam.m()[i].copy_(m[i]);
+    adam.v()[i].copy_(v[i]);
+  }
+  adam.t() = get("adam_t").toInt();
+  st.best = tensors_of(get("best"));
+  st.epoch = get("epoch").toInt();
+  st.best_epoch = get("best_epoch").toInt();
+  st.since_best = get("since_best").toInt();
+  st.best_ndcg = get("best_ndcg").toDouble();
+  st.history = history_of(get("history").toTensor());
+  std::istringstream rng_state(get("sampler_state").toStringRef());
+  rng_state >> rng;
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(get("torch_rng_state").toTensor());
+  return true;
+}
+
+}  // namespace
+
+SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallbacks& cb) {
+  TORCH_CHECK(o.loss == "bce" || o.loss == "ce", "sasrec: expected loss \"bce\" or \"ce\" but received ",
+              o.loss);
+  TORCH_CHECK(o.batch_size >= 1 && o.epochs >= 1 && o.patience >= 1 && o.eval_batch_size >= 1,
+              "sasrec: expected batch_size, epochs, patience >= 1");
+  TORCH_CHECK(o.lr > 0 && std::isfinite(o.lr), "sasrec: expected lr > 0 but received ", o.lr);
+  at::set_num_threads(std::max(1, o.threads));
+  at::manual_seed(o.seed);
+  std::mt19937_64 rng(o.seed);
+  const Data data(o);
+  models::Sasrec model(o.model);
+  Adam adam(model.parameters(), o.lr);
+  const bool bce = o.loss == "bce";
+  const int64_t ndcg10 = 1;  // index of K = 10 in sasrec_ks()
+
+  SasrecTrainResult result;
+  result.training_rows = static_cast<int64_t>(data.train_users.size());
+  TrainState st;
+  if (o.resume && !o.checkpoint.empty() && load_checkpoint(o, model, adam, st, rng)) {
+    result.resumed_from_epoch = st.epoch;
+  }
+  std::vector<int64_t> order = data.train_users;
+  const int64_t rows = static_cast<int64_t>(order.size());
+  const int64_t steps = (rows + o.batch_size - 1) / o.batch_size;
+  bool stop = st.since_best >= o.patience;
+
+  for (int64_t epoch = st.epoch + 1; epoch <= o.epochs && !stop; ++epoch) {
+    // The order is re-derived from the sorted list each epoch, so resuming needs only the rng state.
+    order = data.train_users;
+    std::shuffle(order.begin(), order.end(), rng);
+    const auto start = Clock::now();
+    double loss_sum = 0.0;
+    for (int64_t step = 0; step < steps; ++step) {
+      if (cb.cancelled && cb.cancelled()) throw TrainingCancelled();
+      const int64_t first = step * o.batch_size, batch = std::min(o.batch_size, rows - first);
+      const Batch b = make_batch(data, order, first, batch, o.model.max_len, bce, rng);
+      adam.zero_grad();
+      const at::Tensor loss = compute_loss(model, b, bce);
+      torch::autograd::backward({loss});
+      adam.step();
+      const double value = loss.item<double>();
+      TORCH_CHECK(std::isfinite(value), "sasrec: the training loss became non-finite at epoch ", epoch,
+                  ", step ", step + 1, " (lower the learning rate)");
+      loss_sum += value;
+      if (cb.on_step) {
+        cb.on_step({epoch, step + 1, steps, value,
+                    static_cast<double>(first + batch) / std::max(1e-9, seconds_since(start))});
+      }
+    }
+    SasrecEpoch report;
+    report.epoch = epoch;
+    report.loss = loss_sum / static_cast<double>(steps);
+    report.seconds = seconds_since(start);
+    const auto eval_start = Clock::now();
+    report.valid = evaluate(model, data, 2, cb);
+    report.eval_seconds = seconds_since(eval_start);
+    report.improved = report.valid.ndcg[ndcg10] > st.best_ndcg;
+    if (report.improved) {
+      st.best_ndcg = report.valid.ndcg[ndcg10];
+      st.best_epoch = epoch;
+      st.since_best = 0;
+      st.best.clear();
+      for (const auto& [name, p] : model.parameters()) st.best.push_back(p.detach().clone());
+    } else {
+      ++st.since_best;
+    }
+    st.epoch = epoch;
+    st.history.push_back(report);
+    if (!o.checkpoint.empty()) save_checkpoint(o, model, adam, st, rng);
+    if (cb.on_epoch) cb.on_epoch(report);
+    stop = st.since_best >= o.patience;
+  }
+  result.epochs = st.history;
+  result.best_epoch = st.best_epoch;
+  result.stopped_early = st.since_best >= o.patience && st.epoch < o.epochs;
+  TORCH_CHECK(!st.best.empty(), "sasrec: no epoch was trained");
+  const std::vector<at::Tensor>& best = st.best;
+  {
+    c10::NoGradGuard no_grad;
+    const auto& params = model.parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(best[i]);
+  }
+  result.test = evaluate(model, data, 1, cb);
+  const at::Tensor emb = model.item_embedding().detach().contiguous();
+  result.item_emb.resize(static_cast<size_t>(emb.numel()));
+  std::memcpy(result.item_emb.data(), emb.data_ptr<float>(), result.item_emb.size() * sizeof(float));
+  return result;
+}
+
+}  // namespace mmesid::train
