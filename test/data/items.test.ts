@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { DataFormatError, InvalidArgumentError } from '../../lib/errors';
+import { InvalidArgumentError } from '../../lib/errors';
 import { itemInfo, loadItems } from '../../lib/data/items';
 import { loadSequences } from '../../lib/data/sequences';
+import { dataFormatError } from '../support/dataFormat';
 
 const beautyDir = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty');
 
@@ -68,15 +69,7 @@ describe('data: item metadata loader', () => {
   for (const [name, text, lineNumber, problem] of cases) {
     it(`rejects ${name}: DataFormatError with file, line ${lineNumber} and the problem`, async () => {
       const file = write(`${name.replace(/ /g, '_')}.jsonl`, text);
-      await assert.rejects(loadItems(file), (e: unknown) => {
-        assert.ok(e instanceof DataFormatError, String(e));
-        assert.equal(e.code, 'ERR_MMESID_DATA_FORMAT');
-        assert.equal(e.file, file);
-        assert.equal(e.line, lineNumber);
-        assert.match(e.problem, problem);
-        assert.ok(e.message.startsWith(`${file}:${lineNumber}: `), e.message);
-        return true;
-      });
+      await assert.rejects(loadItems(file), dataFormatError(file, lineNumber, problem));
     });
   }
 

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { DataFormatError } from '../../lib/errors';
 import { loadSequences, sequenceStats, userItems } from '../../lib/data/sequences';
+import { dataFormatError } from '../support/dataFormat';
 
 const beauty = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty', 'sequences.txt');
 
@@ -55,15 +55,7 @@ describe('data: sequence loader', () => {
   for (const [name, text, line, problem] of cases) {
     it(`rejects ${name}: DataFormatError with file, line ${line} and the problem`, async () => {
       const file = write(`${name.replace(/ /g, '_')}.txt`, text);
-      await assert.rejects(loadSequences(file), (e: unknown) => {
-        assert.ok(e instanceof DataFormatError, String(e));
-        assert.equal(e.code, 'ERR_MMESID_DATA_FORMAT');
-        assert.equal(e.file, file);
-        assert.equal(e.line, line);
-        assert.match(e.problem, problem);
-        assert.ok(e.message.startsWith(`${file}:${line}: `), e.message);
-        return true;
-      });
+      await assert.rejects(loadSequences(file), dataFormatError(file, line, problem));
     });
   }
 
