@@ -262,6 +262,17 @@ interface Opened {
   size: number;
 }
 
+/** Opens `file` (on a little-endian host), runs `read` on it and always closes it. */
+async function withOpenFile<T>(file: string, read: (opened: Opened) => Promise<T>): Promise<T> {
+  requireLittleEndianHost();
+  const opened = await open(file);
+  try {
+    return await read(opened);
+  } finally {
+    await opened.handle.close();
+  }
+}
+
 async function open(file: string): Promise<Opened> {
   const handle = await fs.promises.open(file, 'r');
   try {
@@ -401,13 +412,7 @@ function optionsOf(options: LoadEmbeddingsOptions | undefined): string | undefin
  */
 export async function loadNpy(file: string): Promise<LoadedEmbeddingTable> {
   requireFile(file, 'file');
-  requireLittleEndianHost();
-  const opened = await open(file);
-  try {
-    return await readNpy(opened, file);
-  } finally {
-    await opened.handle.close();
-  }
+  return withOpenFile(file, (opened) => readNpy(opened, file));
 }
 
 /**
@@ -422,13 +427,7 @@ export async function loadNpy(file: string): Promise<LoadedEmbeddingTable> {
 export async function loadSafetensors(file: string, options?: LoadEmbeddingsOptions): Promise<LoadedEmbeddingTable> {
   requireFile(file, 'file');
   const tensor = optionsOf(options);
-  requireLittleEndianHost();
-  const opened = await open(file);
-  try {
-    return await readSafetensors(opened, file, tensor);
-  } finally {
-    await opened.handle.close();
-  }
+  return withOpenFile(file, (opened) => readSafetensors(opened, file, tensor));
 }
 
 /**
@@ -439,15 +438,11 @@ export async function loadSafetensors(file: string, options?: LoadEmbeddingsOpti
 export async function loadEmbeddings(file: string, options?: LoadEmbeddingsOptions): Promise<LoadedEmbeddingTable> {
   requireFile(file, 'file');
   const tensor = optionsOf(options);
-  requireLittleEndianHost();
-  const opened = await open(file);
-  try {
+  return withOpenFile(file, async (opened) => {
     const magic = Buffer.alloc(Math.min(6, opened.size));
     await readExactly(opened.handle, magic, 0, file);
-    return magic.equals(NPY_MAGIC) ? await readNpy(opened, file) : await readSafetensors(opened, file, tensor);
-  } finally {
-    await opened.handle.close();
-  }
+    return magic.equals(NPY_MAGIC) ? readNpy(opened, file) : readSafetensors(opened, file, tensor);
+  });
 }
 
 /**
