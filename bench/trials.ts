@@ -3,17 +3,24 @@
  * and the baselines measured in the same process run. `npm run bench` runs each trial in a fresh process
  * (bench/run.ts → bench/trial.ts) and prints one table.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { saveTensors, type NamedTensor } from '../lib/data/embeddings';
+import { rankBatch } from '../lib/evaluate/ranking';
 import { createKernels, kernels } from '../lib/kernels';
 import { core, hasTorch, torch } from '../lib/native';
+import { SASREC_MODEL_FORMAT, SasrecModel } from '../lib/sasrec';
 
 export type Job = () => Promise<unknown>;
 
 export interface Trial {
   name: string;
-  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear';
+  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize';
   /** Floating-point operations of one call of `ours` (the maths, not what an implementation happens to do). */
   flop: number;
-  /** Items per call, for throughput columns (items/s) where it means something. */
+  /** Items per call, for throughput columns (items/s) where it means something (SASRec: training rows, users). */
   items?: number;
   /** Builds inputs and returns the job to time. */
   ours: () => Job;
@@ -190,6 +197,176 @@ function loraTrial(rows: number): Trial {
   };
 }
 
+/** SASRec at the Amazon Beauty shape of MME-SID (12,101 items, d 64, 2 blocks, 1 head, maxLen 50). */
+const BEAUTY_SASREC = { numItems: 12101, dim: 64, blocks: 2, heads: 1, maxLen: 50, dropout: 0.2 };
+
+/** Deterministic integers in [0, n) (xorshift32). */
+function randomInts(seed: number): (n: number) => number {
+  let s = seed >>> 0 || 1;
+  return (n) => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) % n;
+  };
+}
+
+/** Forward FLOPs of SASRec over every position of `sequences` rows: per token and block, the q/k/v,
+ * output and two feed-forward projections (12·d²) and the causal attention products (4·L·d). */
+function sasrecForwardFlop(sequences: number): number {
+  const { dim, blocks, maxLen } = BEAUTY_SASREC;
+  return sequences * maxLen * blocks * (12 * dim * dim + 4 * maxLen * dim);
+}
+
+/**
+ * `count` training batches of `batch` rows, int32 [count, batch, maxLen] each: every row has 1–11
+ * target positions (mean 6; Beauty's leave-one-out training rows have ≈ 5.9), left-padded with 0;
+ * one uniform negative per target position for bce.
+ */
+function sasrecTrainingBatches(count: number, batch: number, bce: boolean) {
+  const { numItems, maxLen } = BEAUTY_SASREC;
+  const draw = randomInts(21);
+  const size = count * batch * maxLen;
+  const x = new Int32Array(size), pos = new Int32Array(size);
+  const neg = bce ? new Int32Array(size) : undefined;
+  let targets = 0;
+  for (let row = 0; row < count * batch; row += 1) {
+    const k = 1 + draw(11);
+    const items = Array.from({ length: k + 1 }, () => 1 + draw(numItems));
+    for (let j = 0; j < k; j += 1) {
+      const at = row * maxLen + maxLen - k + j;
+      x[at] = items[j]!;
+      pos[at] = items[j + 1]!;
+      if (neg) neg[at] = 1 + draw(numItems);
+    }
+    targets += k;
+  }
+  return { x, pos, ...(neg ? { neg } : {}), targets };
+}
+
+function sasrecTrainTrial(loss: 'bce' | 'ce'): Trial {
+  const batch = 128, count = 4;
+  const bce = loss === 'bce';
+  const { targets } = sasrecTrainingBatches(count, batch, bce);
+  const { dim, numItems } = BEAUTY_SASREC;
+  const lossFlop = bce ? 2 * 2 * targets * dim : 2 * targets * numItems * dim;
+  const job = (eager: boolean) => () => {
+    const { x, pos, neg } = sasrecTrainingBatches(count, batch, bce);
+    return () => torchOrNull()!._composite({ op: 'sasrecTrain', eager, x, pos, ...(neg ? { neg } : {}), batch, count, ...BEAUTY_SASREC });
+  };
+  return {
+    name: `sasrecTrain ${loss} steps Beauty N=12101 d=64 2 blocks L=50 B=128 (${count} steps/call)`,
+    kernel: 'sasrecTrain',
+    flop: 3 * (sasrecForwardFlop(count * batch) + lossFlop),
+    items: count * batch,
+    ours: job(false),
+    baselines: hasTorch()
+      ? [{ name: `libtorch eager (torch::nn Embedding/MultiheadAttention/LayerNorm/Linear/Dropout, optim::Adam), same ${loss} loss`, job: job(true) }]
+      : [],
+    minSamples: 6,
+    maxTime: 4,
+  };
+}
+
+/**
+ * Deterministic evaluation users: histories of 4–12 items (mean 8), a target per user, inputs
+ * int32 [users, maxLen] left-padded, the history CSR (the whole input is masked).
+ */
+function sasrecEvalUsers(users: number) {
+  const { numItems, maxLen } = BEAUTY_SASREC;
+  const draw = randomInts(22);
+  const inputs = new Int32Array(users * maxLen), targets = new Int32Array(users);
+  const historyOffsets = new Int32Array(users + 1);
+  const history: number[] = [];
+  for (let u = 0; u < users; u += 1) {
+    const n = 4 + draw(9);
+    for (let j = 0; j < n; j += 1) {
+      const item = 1 + draw(numItems);
+      history.push(item);
+      inputs[u * maxLen + maxLen - n + j] = item;
+    }
+    historyOffsets[u + 1] = history.length;
+    targets[u] = 1 + draw(numItems);
+  }
+  return { inputs, targets, historyOffsets, historyItems: Int32Array.from(history) };
+}
+
+/** A SasrecModel with Xavier-scaled random weights at the Beauty shape, loaded from a temporary file. */
+async function randomSasrecModel(): Promise<SasrecModel> {
+  const { numItems, dim, blocks, heads, maxLen } = BEAUTY_SASREC;
+  let seed = 30;
+  const matrix = (name: string, rows: number, cols: number): NamedTensor => ({ name, shape: [rows, cols], data: randomFloats(rows * cols, (seed += 1), Math.sqrt(2 / (rows + cols))) });
+  const vector = (name: string, length: number, value: number): NamedTensor => ({ name, shape: [length], data: new Float32Array(length).fill(value) });
+  const tensors = [matrix('item_emb', numItems + 1, dim), matrix('pos_emb', maxLen, dim)];
+  for (let b = 0; b < blocks; b += 1) {
+    const p = `blocks.${b}.`;
+    tensors.push(vector(`${p}attn_ln.weight`, dim, 1), vector(`${p}attn_ln.bias`, dim, 0));
+    tensors.push(matrix(`${p}attn.in_proj_weight`, 3 * dim, dim), vector(`${p}attn.in_proj_bias`, 3 * dim, 0));
+    tensors.push(matrix(`${p}attn.out_proj.weight`, dim, dim), vector(`${p}attn.out_proj.bias`, dim, 0));
+    tensors.push(vector(`${p}ffn_ln.weight`, dim, 1), vector(`${p}ffn_ln.bias`, dim, 0));
+    tensors.push(matrix(`${p}ffn.conv1.weight`, dim, dim), vector(`${p}ffn.conv1.bias`, dim, 0));
+    tensors.push(matrix(`${p}ffn.conv2.weight`, dim, dim), vector(`${p}ffn.conv2.bias`, dim, 0));
+  }
+  tensors.push(vector('last_ln.weight', dim, 1), vector('last_ln.bias', dim, 0));
+  tensors[0]!.data.fill(0, 0, dim);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-bench-sasrec-'));
+  try {
+    const file = path.join(dir, 'model.safetensors');
+    await saveTensors(file, tensors, { format: SASREC_MODEL_FORMAT, version: '1', architecture: JSON.stringify({ numItems, dim, blocks, heads, maxLen }), dataset: '{}' });
+    return await SasrecModel.load(file);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function sasrecEvaluateTrial(): Trial {
+  const users = 2048, evalBatch = 256;
+  const { numItems, dim, maxLen } = BEAUTY_SASREC;
+  return {
+    name: `sasrecEvaluate full ranking Beauty N=12101 d=64 L=50, history ≈ 8 masked, batch 256 (${users} users/call)`,
+    kernel: 'sasrecEvaluate',
+    flop: sasrecForwardFlop(users) + 2 * users * dim * (numItems + 1),
+    items: users,
+    ours: () => {
+      const data = sasrecEvalUsers(users);
+      const scores = new Float32Array(evalBatch * (numItems + 1));
+      const batches = Array.from({ length: Math.ceil(users / evalBatch) }, (_, i) => {
+        const start = i * evalBatch, end = Math.min(users, start + evalBatch);
+        const first = data.historyOffsets[start]!, last = data.historyOffsets[end]!;
+        return {
+          batch: end - start,
+          inputs: data.inputs.subarray(start * maxLen, end * maxLen),
+          targets: data.targets.subarray(start, end),
+          historyOffsets: data.historyOffsets.slice(start, end + 1).map((o) => o - first),
+          historyItems: data.historyItems.subarray(first, last),
+        };
+      });
+      let model: SasrecModel | undefined;
+      return async () => {
+        model ??= await randomSasrecModel();
+        for (const b of batches) {
+          const out = scores.subarray(0, b.batch * (numItems + 1));
+          await model.scoreInto(b.inputs, b.batch, out);
+          await rankBatch({ scores: out, numItems, targets: b.targets, historyOffsets: b.historyOffsets, historyItems: b.historyItems, ks: [5, 10, 20] });
+        }
+      };
+    },
+    baselines: hasTorch()
+      ? [
+          {
+            name: 'libtorch eager (torch::nn forward, h·Eᵀ, index_put_ −inf history mask, rank = count beating target, HR/nDCG by torch ops)',
+            job: () => {
+              const data = sasrecEvalUsers(users);
+              return () => torchOrNull()!._composite({ op: 'sasrecEvaluate', ...data, evalBatch, ...BEAUTY_SASREC });
+            },
+          },
+        ]
+      : [],
+    minSamples: 6,
+    maxTime: 3,
+  };
+}
+
 /** The table. Order matters only for reading; each trial runs in its own process. */
 export const trials: Trial[] = [
   quick(sgemmTrial(2048)),
@@ -208,7 +385,159 @@ export const trials: Trial[] = [
   infoNceTrial(1024, 4096, true),
   quick(loraTrial(64)),
   loraTrial(512),
+  sasrecTrainTrial('bce'),
+  sasrecTrainTrial('ce'),
+  sasrecEvaluateTrial(),
 ];
 
 /** Keeps the reference kernels reachable for ad-hoc comparisons from a REPL. */
 export const referenceKernels = () => createKernels(core, { reference: true });
+
+// ---------------------------------------------------------------------------------------------------
+// Tokenization service (issue 4): encoder MLP + greedy RQ end to end, core addon vs libtorch eager
+
+/** A tokenizer shape: input d, encoder hidden sizes, code dimension e; L = 4, K = 256. */
+interface TokenizeShape {
+  inputDim: number;
+  hidden: number[];
+  codeDim: number;
+}
+
+const TOKENIZE_LEVELS = 4, TOKENIZE_CODES = 256;
+
+/** Random encoder layers (Xavier-scaled weights, small biases) and codebooks of a shape, deterministic. */
+function tokenizerWeights(shape: TokenizeShape) {
+  const dims = [shape.inputDim, ...shape.hidden, shape.codeDim];
+  const layers = dims.slice(0, -1).map((inDim, i) => {
+    const outDim = dims[i + 1]!;
+    return { inDim, outDim, weight: randomFloats(outDim * inDim, 40 + i, Math.sqrt(2 / (inDim + outDim))), bias: randomFloats(outDim, 50 + i, 0.05) };
+  });
+  return { dims, layers, codebooks: randomFloats(TOKENIZE_LEVELS * TOKENIZE_CODES * shape.codeDim, 60, 0.5) };
+}
+
+/** Maths per item: the encoder GEMMs (2·in·out per layer) plus the RQ scores (2·L·K·e). */
+function tokenizeFlopPerItem(shape: TokenizeShape): number {
+  const dims = [shape.inputDim, ...shape.hidden, shape.codeDim];
+  let flop = 2 * TOKENIZE_LEVELS * TOKENIZE_CODES * shape.codeDim;
+  for (let i = 0; i + 1 < dims.length; i += 1) flop += 2 * dims[i]! * dims[i + 1]!;
+  return flop;
+}
+
+/**
+ * Writes a tokenizer folder (tokenizer.json + tokenizer.safetensors, decoders included) with the shape's
+ * random weights into a temporary folder and loads it through the public API, as a service would.
+ */
+async function randomTokenizer(shape: TokenizeShape): Promise<import('../lib/tokenizer/service').Tokenizer> {
+  const { Tokenizer, TOKENIZER_FORMAT, TOKENIZER_VERSION } = await import('../lib/tokenizer/service');
+  const { createHash } = await import('node:crypto');
+  const { dims, layers, codebooks } = tokenizerWeights(shape);
+  const tensors: NamedTensor[] = [];
+  layers.forEach((l, i) => tensors.push({ name: `collab.encoder.${i}.weight`, shape: [l.outDim, l.inDim], data: l.weight }, { name: `collab.encoder.${i}.bias`, shape: [l.outDim], data: l.bias }));
+  const reversed = dims.slice().reverse();
+  for (let i = 0; i + 1 < reversed.length; i += 1) {
+    const inDim = reversed[i]!, outDim = reversed[i + 1]!;
+    tensors.push({ name: `collab.decoder.${i}.weight`, shape: [outDim, inDim], data: new Float32Array(outDim * inDim) }, { name: `collab.decoder.${i}.bias`, shape: [outDim], data: new Float32Array(outDim) });
+  }
+  tensors.push({ name: 'collab.codebooks', shape: [TOKENIZE_LEVELS, TOKENIZE_CODES, shape.codeDim], data: codebooks });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-bench-tokenizer-'));
+  try {
+    const weights = path.join(dir, 'tokenizer.safetensors');
+    await saveTensors(weights, tensors);
+    const manifest = {
+      format: TOKENIZER_FORMAT,
+      version: TOKENIZER_VERSION,
+      weights: 'tokenizer.safetensors',
+      numItems: 0,
+      levels: TOKENIZE_LEVELS,
+      codes: TOKENIZE_CODES,
+      codeDim: shape.codeDim,
+      modalities: [{ name: 'collab', inputDim: shape.inputDim, hidden: shape.hidden }],
+      settings: {},
+      weightsSha256: createHash('sha256').update(fs.readFileSync(weights)).digest('hex'),
+    };
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(manifest));
+    return await Tokenizer.load(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function tokenizeTrial(n: number, shape: TokenizeShape): Trial {
+  const data = () => randomFloats(n * shape.inputDim, 70);
+  return {
+    name: `tokenize end to end (encoder MLP + greedy RQ) n=${n} d=${shape.inputDim} hidden [${shape.hidden.join(', ')}] e=${shape.codeDim} L=4 K=256`,
+    kernel: 'tokenize',
+    flop: n * tokenizeFlopPerItem(shape),
+    items: n,
+    ours: () => {
+      const x = data();
+      let tokenizer: Awaited<ReturnType<typeof randomTokenizer>> | undefined;
+      return async () => {
+        tokenizer ??= await randomTokenizer(shape);
+        await tokenizer.encode({ collab: x });
+      };
+    },
+    baselines: hasTorch()
+      ? [
+          {
+            name: 'libtorch eager (at::linear + relu encoder, greedy ‖r‖²−2r·Cᵀ+‖c‖² argmin/gather/subtract), same weights, one call',
+            job: () => {
+              const x = data();
+              const { layers, codebooks } = tokenizerWeights(shape);
+              const out = new Int32Array(n * TOKENIZE_LEVELS);
+              return () => torchOrNull()!._tokenizeEager({ x, n, layers, codebooks, levels: TOKENIZE_LEVELS, codes: TOKENIZE_CODES, codeDim: shape.codeDim, out });
+            },
+          },
+        ]
+      : [],
+    minSamples: 6,
+    maxTime: 4,
+  };
+}
+
+/** d = 64 (hidden [256, 128], e 64) and d = 4,096 (hidden [1024, 512], e 4,096: 16 MiB of codebooks). */
+export const TOKENIZE_SHAPES: Record<'d64' | 'd4096', TokenizeShape> = {
+  d64: { inputDim: 64, hidden: [256, 128], codeDim: 64 },
+  d4096: { inputDim: 4096, hidden: [1024, 512], codeDim: 4096 },
+};
+
+trials.push(quick(tokenizeTrial(65536, TOKENIZE_SHAPES.d64)), tokenizeTrial(4096, TOKENIZE_SHAPES.d4096));
+
+/**
+ * Event-loop responsiveness while the tokenization service encodes: a 1 ms timer and
+ * perf_hooks.monitorEventLoopDelay run on the JS thread while `Tokenizer.encode` calls (batches of
+ * 4,096 rows on the libuv pool, all cores) run back to back for `seconds`. Reports the delay percentiles
+ * (ms) and the items/s achieved meanwhile. Run: `npx ts-node -T bench/trials.ts tokenize-event-loop`.
+ */
+export async function tokenizeEventLoopDelay(shape: TokenizeShape, n: number, seconds: number) {
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const tokenizer = await randomTokenizer(shape);
+  try {
+    const x = randomFloats(n * shape.inputDim, 71);
+    await tokenizer.encode({ collab: x }); // warm-up
+    const histogram = monitorEventLoopDelay({ resolution: 1 });
+    const timer = setInterval(() => undefined, 1);
+    histogram.enable();
+    const started = process.hrtime.bigint();
+    let items = 0;
+    while (Number(process.hrtime.bigint() - started) / 1e9 < seconds) {
+      await tokenizer.encode({ collab: x });
+      items += n;
+    }
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    histogram.disable();
+    clearInterval(timer);
+    const ms = (ns: number) => ns / 1e6;
+    return { d: shape.inputDim, n, seconds: elapsed, itemsPerSecond: items / elapsed, p50Ms: ms(histogram.percentile(50)), p99Ms: ms(histogram.percentile(99)), maxMs: ms(histogram.max) };
+  } finally {
+    tokenizer.dispose();
+  }
+}
+
+if (require.main === module && process.argv[2] === 'tokenize-event-loop') {
+  void (async () => {
+    for (const [shape, n] of [[TOKENIZE_SHAPES.d64, 65536], [TOKENIZE_SHAPES.d4096, 4096]] as const) {
+      console.log(JSON.stringify(await tokenizeEventLoopDelay(shape, n, 5)));
+    }
+  })();
+}

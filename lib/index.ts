@@ -20,7 +20,7 @@ export type {
   LoraLinearBackwardOptions,
   LoraLinearBackwardResult,
 } from './kernels';
-export { loadSequences, sequenceStats, userItems } from './data/sequences';
+export { loadSequences, saveSequences, sequenceStats, userItems } from './data/sequences';
 export type { Sequences, SequenceStats, LoadSequencesOptions } from './data/sequences';
 export {
   evaluationSplit,
@@ -33,8 +33,8 @@ export {
   DEFAULT_MAX_TARGETS_PER_USER,
 } from './data/splits';
 export type { EvaluationSplit, SplitName, SplitOptions, TrainingSamples } from './data/splits';
-export { loadEmbeddings, loadNpy, loadSafetensors, saveNpy, validateItemTable } from './data/embeddings';
-export type { EmbeddingTable, LoadedEmbeddingTable, LoadEmbeddingsOptions } from './data/embeddings';
+export { loadEmbeddings, loadNpy, loadSafetensors, loadTensors, saveNpy, saveTensors, validateItemTable } from './data/embeddings';
+export type { EmbeddingTable, LoadedEmbeddingTable, LoadEmbeddingsOptions, NamedTensor, TensorFile } from './data/embeddings';
 export { loadItems, itemInfo } from './data/items';
 export type { ItemCatalog, ItemInfo, LoadItemsOptions } from './data/items';
 export { generateSynthetic } from './data/synthetic';
@@ -56,5 +56,7 @@ export type { LoadRecBoleOptions, RecBoleDataset, RecBoleField, RecBoleType, Rec
 export { itemDocument, buildTfidf, randomizedSvd, embedItemText } from './data/textEmbedding';
 export type { CsrMatrix, TfidfOptions, TfidfMatrix, RandomizedSvdOptions, TruncatedSvd, TextEmbeddingOptions, TextEmbedding } from './data/textEmbedding';
 // The collaborative encoder: SASRec trained in libtorch (mmesid_torch.node); writes item_emb.npy + metrics.json.
-export { trainSasrec, SASREC_DEFAULTS, SASREC_LOSSES } from './sasrec';
-export type { TrainSasrecOptions, SasrecTrainReport, SasrecProgress, SasrecEpochReport, SasrecLoss } from './sasrec';
+export { trainSasrec, SasrecModel, SASREC_DEFAULTS, SASREC_LOSSES, SASREC_MODEL_FILE, SASREC_MODEL_FORMAT } from './sasrec';
+export type { TrainSasrecOptions, SasrecTrainReport, SasrecProgress, SasrecEpochReport, SasrecLoss, SasrecArchitecture } from './sasrec';
+export { evaluateSasrec } from './evaluate/sasrec';
+export type { EvaluateSasrecOptions } from './evaluate/sasrec';

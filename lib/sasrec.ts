@@ -10,6 +10,9 @@
  *
  * Outputs (written only when training succeeded, each atomically: temp file in `outDir` + rename):
  * - `item_emb.npy` — float32 [numItems + 1, dim], row 0 = the padding item (all zeros);
+ * - `model.safetensors` — every weight of the best epoch (F32, names as in the native model), with the
+ *   architecture and the dataset's fingerprint in `__metadata__`; {@link SasrecModel.load} reads it back
+ *   (`mmesid evaluate --model sasrec:DIR`);
  * - `metrics.json` — per-epoch training loss, validation metrics and wall times, the best epoch, the test
  *   metrics of the best weights, the configuration and the dataset's fingerprint.
  *
@@ -22,17 +25,17 @@
  * Reproducibility: one training per process at a time (libtorch's default generator is process-wide);
  * with `threads: 1` the same seed gives the same loss curve and the same `item_emb.npy` bytes.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { CancelledError, InvalidArgumentError, fromNative } from './errors';
+import { CancelledError, DataFormatError, InvalidArgumentError, fromNative } from './errors';
 import { torch } from './native';
-import { saveNpy } from './data/embeddings';
+import { writeJsonAtomic } from './data/atomicFile';
+import { loadTensors, saveNpy, saveTensors } from './data/embeddings';
 import { describeDataset, type Sequences } from './data/sequences';
 import type { MetricTable } from './evaluate/ranking';
 import { isInt32Array, optionalBoolean, optionalInteger, optionalSignal, requireObject } from './validate';
-import type { NativeSasrecHandle, NativeSasrecMetrics, NativeSasrecProgress, NativeSasrecResult, NativeSasrecTrainOptions } from '../typings/native';
+import type { NativeSasrecHandle, NativeSasrecMetrics, NativeSasrecProgress, NativeSasrecResult, NativeSasrecScorer, NativeSasrecTrainOptions } from '../typings/native';
 
 /** Training objectives: `bce` (original: one sampled negative per position) or `ce` (full softmax per position). */
 export type SasrecLoss = 'bce' | 'ce';
@@ -122,6 +125,8 @@ export interface SasrecTrainReport {
   version: 1;
   outDir: string;
   itemEmbeddings: { file: string; rows: number; dim: number; dtype: 'float32'; paddingRow: 0 };
+  /** The best epoch's weights, read back by {@link SasrecModel.load}. */
+  model: { file: string; format: typeof SASREC_MODEL_FORMAT };
   dataset: { source: string; sha256: string; users: number; items: number; interactions: number };
   config: Required<Omit<TrainSasrecOptions, 'sequences' | 'outDir' | 'signal' | 'onProgress' | 'checkpoint' | 'resume'>>;
   trainingRows: number;
@@ -188,17 +193,6 @@ function requireNumberIn(value: unknown, name: string, fallback: number, min: nu
     throw new InvalidArgumentError(name, `a number in [${min}, ${max}${maxOpen ? ')' : ']'}`, value);
   }
   return value;
-}
-
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await fs.promises.writeFile(temp, `${JSON.stringify(value, null, 2)}\n`, { flag: 'wx' });
-    await fs.promises.rename(temp, file);
-  } catch (error) {
-    await fs.promises.rm(temp, { force: true }).catch(() => undefined);
-    throw error;
-  }
 }
 
 /**
@@ -304,6 +298,7 @@ export async function trainSasrec(options: TrainSasrecOptions): Promise<SasrecTr
     version: 1,
     outDir,
     itemEmbeddings: { file: 'item_emb.npy', rows: sequences.numItems + 1, dim, dtype: 'float32', paddingRow: 0 },
+    model: { file: SASREC_MODEL_FILE, format: SASREC_MODEL_FORMAT },
     dataset: describeDataset(sequences),
     config: { dim, blocks, heads, maxLen, dropout, loss, lr, batchSize, epochs, patience, seed, threads },
     trainingRows: result.trainingRows,
@@ -316,8 +311,146 @@ export async function trainSasrec(options: TrainSasrecOptions): Promise<SasrecTr
   };
   await fs.promises.mkdir(outDir, { recursive: true });
   await saveNpy(path.join(outDir, 'item_emb.npy'), sequences.numItems + 1, dim, result.itemEmbeddings);
+  const architecture: SasrecArchitecture = { numItems: sequences.numItems, dim, blocks, heads, maxLen };
+  await saveTensors(path.join(outDir, SASREC_MODEL_FILE), result.parameters, {
+    format: SASREC_MODEL_FORMAT,
+    version: '1',
+    architecture: JSON.stringify(architecture),
+    dataset: JSON.stringify(report.dataset),
+    loss,
+    bestEpoch: String(result.bestEpoch),
+  });
   const stored: Omit<SasrecTrainReport, 'outDir'> & { outDir?: string } = { ...report };
   delete stored.outDir;
   await writeJsonAtomic(path.join(outDir, 'metrics.json'), stored);
   return report;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A trained model, read back
+
+/** The weight file in a training's output folder. */
+export const SASREC_MODEL_FILE = 'model.safetensors';
+/** `__metadata__.format` of that file. */
+export const SASREC_MODEL_FORMAT = 'mmesid.sasrec.model';
+
+/** What a weight file needs besides its tensors. */
+export interface SasrecArchitecture {
+  numItems: number;
+  dim: number;
+  blocks: number;
+  heads: number;
+  maxLen: number;
+}
+
+function parseMetadataJson(file: string, metadata: Record<string, string>, key: string): Record<string, unknown> {
+  const text = metadata[key];
+  if (text === undefined) throw DataFormatError.atByte(file, 8, `safetensors __metadata__ has no "${key}"`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw DataFormatError.atByte(file, 8, `safetensors __metadata__.${key} is not JSON (${(error as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw DataFormatError.atByte(file, 8, `safetensors __metadata__.${key} is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * A trained SASRec, loaded for inference (no dropout): scores every item for a batch of histories on
+ * the libuv pool (never on the JS thread).
+ */
+export class SasrecModel {
+  private constructor(
+    /** The architecture (numItems, dim, blocks, heads, maxLen). */
+    readonly architecture: Readonly<SasrecArchitecture>,
+    /** The fingerprint of the data it was trained on (as recorded by trainSasrec). */
+    readonly dataset: Readonly<Record<string, unknown>>,
+    /** The file it came from. */
+    readonly source: string,
+    private readonly scorer: NativeSasrecScorer,
+  ) {}
+
+  /**
+   * Reads `model.safetensors` from a training's output folder (or the file itself).
+   * @throws DataFormatError when the file is not an mmesid SASRec weight file, is malformed, or has a
+   *   missing, unknown or mis-shaped weight;
+   *   NativeUnavailableError without mmesid_torch.node; the file system's error (e.g. ENOENT).
+   */
+  static async load(dirOrFile: string): Promise<SasrecModel> {
+    if (typeof dirOrFile !== 'string' || dirOrFile.length === 0) throw new InvalidArgumentError('dirOrFile', 'a folder or file path', dirOrFile);
+    const stat = await fs.promises.stat(dirOrFile);
+    const file = stat.isDirectory() ? path.join(dirOrFile, SASREC_MODEL_FILE) : dirOrFile;
+    const { tensors, metadata } = await loadTensors(file);
+    if (metadata.format !== SASREC_MODEL_FORMAT) {
+      throw DataFormatError.atByte(file, 8, `not an mmesid SASRec weight file (__metadata__.format is ${JSON.stringify(metadata.format)}, expected "${SASREC_MODEL_FORMAT}")`);
+    }
+    const raw = parseMetadataJson(file, metadata, 'architecture');
+    const field = (key: keyof SasrecArchitecture): number => {
+      const v = raw[key];
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw DataFormatError.atByte(file, 8, `__metadata__.architecture.${key} is not an integer >= 1 (${JSON.stringify(v)})`);
+      return v;
+    };
+    const architecture: SasrecArchitecture = { numItems: field('numItems'), dim: field('dim'), blocks: field('blocks'), heads: field('heads'), maxLen: field('maxLen') };
+    if (architecture.dim % architecture.heads !== 0) throw DataFormatError.atByte(file, 8, `__metadata__.architecture: dim ${architecture.dim} is not divisible by heads ${architecture.heads}`);
+    const dataset = parseMetadataJson(file, metadata, 'dataset');
+    const callerStack = new Error().stack;
+    let scorer: NativeSasrecScorer;
+    try {
+      scorer = torch().sasrecScorer({ ...architecture, parameters: tensors });
+    } catch (error) {
+      const native = fromNative(error, callerStack);
+      // A missing, unknown or mis-shaped weight is the file's fault.
+      if ((native as { code?: unknown }).code === 'ERR_MMESID_INVALID_ARGUMENT') throw DataFormatError.atByte(file, 8, native.message);
+      throw native;
+    }
+    return new SasrecModel(Object.freeze(architecture), Object.freeze(dataset), file, scorer);
+  }
+
+  /**
+   * Scores every item after each history (the last `maxLen` items are read; shorter ones are
+   * left-padded).
+   * @param histories chronological item ids in [1, numItems], each non-empty
+   * @returns float32 [histories.length, numItems + 1], row-major; column 0 (padding) is −Infinity
+   * @throws InvalidArgumentError naming the bad history or item
+   */
+  async score(histories: readonly Int32Array[]): Promise<Float32Array> {
+    if (!Array.isArray(histories) || histories.length === 0) throw new InvalidArgumentError('histories', 'a non-empty array of Int32Array', histories);
+    const { numItems, maxLen } = this.architecture;
+    const inputs = new Int32Array(histories.length * maxLen);
+    histories.forEach((h, b) => {
+      if (!isInt32Array(h) || h.length === 0) throw new InvalidArgumentError(`histories[${b}]`, 'a non-empty Int32Array', h);
+      for (let i = 0; i < h.length; i += 1) {
+        if (h[i]! < 1 || h[i]! > numItems) throw new InvalidArgumentError(`histories[${b}][${i}]`, `an item id in [1, ${numItems}]`, h[i]);
+      }
+      const tail = h.subarray(Math.max(0, h.length - maxLen));
+      inputs.set(tail, b * maxLen + maxLen - tail.length);
+    });
+    const scores = new Float32Array(histories.length * (numItems + 1));
+    await this.scoreInto(inputs, histories.length, scores);
+    return scores;
+  }
+
+  /**
+   * The buffer-reusing form of {@link score}: `inputs` int32 [batch, maxLen], already left-padded with
+   * 0; `scores` float32 [batch, numItems + 1] is overwritten.
+   * @throws InvalidArgumentError on a wrong length or an id outside [0, numItems]
+   */
+  async scoreInto(inputs: Int32Array, batch: number, scores: Float32Array): Promise<void> {
+    const { numItems, maxLen } = this.architecture;
+    if (!Number.isSafeInteger(batch) || batch < 1) throw new InvalidArgumentError('batch', 'an integer >= 1', batch);
+    if (!isInt32Array(inputs) || inputs.length !== batch * maxLen) throw new InvalidArgumentError('inputs', `an Int32Array [batch, maxLen] of ${batch * maxLen}`, inputs);
+    if (!(scores instanceof Float32Array) || scores.length !== batch * (numItems + 1)) {
+      throw new InvalidArgumentError('scores', `a Float32Array [batch, numItems + 1] of ${batch * (numItems + 1)}`, scores);
+    }
+    for (let i = 0; i < inputs.length; i += 1) {
+      if (inputs[i]! < 0 || inputs[i]! > numItems) throw new InvalidArgumentError(`inputs[${i}]`, `an item id in [0, ${numItems}] (0 = padding)`, inputs[i]);
+    }
+    const callerStack = new Error().stack;
+    try {
+      await this.scorer.score({ inputs, batch, scores });
+    } catch (error) {
+      throw fromNative(error, callerStack);
+    }
+  }
 }

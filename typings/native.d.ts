@@ -144,7 +144,41 @@ export type NativeCompositeOptions =
       outDim: number;
       rank: number;
       scale: number;
-    };
+    }
+  | ({
+      /** SASRec training steps, one per batch; `neg` given = bce, absent = ce. Resolves with the mean loss. */
+      op: 'sasrecTrain';
+      /** false: our train::SasrecStepper; true: the torch::nn + torch::optim baseline. */
+      eager: boolean;
+      /** int32 [count, batch, maxLen] each, left-padded with 0 (pos 0 = no target). */
+      x: Int32Array;
+      pos: Int32Array;
+      neg?: Int32Array;
+      batch: number;
+      count: number;
+    } & NativeCompositeSasrecShape)
+  | ({
+      /** Eager full-ranking evaluation, history masked; resolves with the sum of nDCG@10. */
+      op: 'sasrecEvaluate';
+      /** int32 [users, maxLen], left-padded with 0. */
+      inputs: Int32Array;
+      /** int32 [users], in [1, numItems]. */
+      targets: Int32Array;
+      /** int32 [users + 1], CSR row pointers into historyItems. */
+      historyOffsets: Int32Array;
+      historyItems: Int32Array;
+      evalBatch: number;
+    } & NativeCompositeSasrecShape);
+
+/** The SASRec shape of the bench-only SASRec composites (models are built once per process per shape). */
+export interface NativeCompositeSasrecShape {
+  numItems: number;
+  dim: number;
+  blocks: number;
+  heads: number;
+  maxLen: number;
+  dropout: number;
+}
 
 /**
  * Full-ranking evaluation of one batch of users (native/eval/ranking.h). Items 1..numItems are ranked;
@@ -175,12 +209,80 @@ export interface NativeEvaluateRankingOptions {
   sums: Float64Array;
 }
 
+/**
+ * The tokenization service (native/tokenizer, no libtorch): weights copied into native memory by
+ * `tokenizerCreate`; encoder MLP + greedy residual assignment per the tokenizer specification.
+ */
+export interface NativeTokenizerLayer {
+  /** float32 [outDim, inDim] (nn.Linear layout). */
+  weight: Float32Array;
+  /** float32 [outDim]. */
+  bias: Float32Array;
+  inDim: number;
+  outDim: number;
+}
+
+export interface NativeTokenizerModality {
+  name: string;
+  /** Encoder layers in order; ReLU between layers, none after the last. */
+  layers: NativeTokenizerLayer[];
+  /** float32 [levels, codes, codeDim]. */
+  codebooks: Float32Array;
+  levels: number;
+  codes: number;
+  codeDim: number;
+}
+
+export interface NativeTokenizerEncodeOptions {
+  /** A modality name given to tokenizerCreate. */
+  modality: string;
+  /** float32 [n, inputDim], read in place. */
+  x: Float32Array;
+  n: number;
+  /** out: int32 [n, levels]. */
+  codes: Int32Array;
+  /** BLAS + RQ kernel threads (0 = all cores). */
+  threads: number;
+  /** Added to row numbers in error messages (position of x's first row in the caller's table). */
+  rowOffset?: number;
+  /** Argument name in error messages (default "options.x"). */
+  label?: string;
+  /** Test-only: the naive references (double-accumulated MLP + rq_encode_reference). */
+  _reference?: boolean;
+}
+
+/** A native tokenizer. Concurrent encode calls are safe; dispose() while calls run is safe. */
+export interface NativeTokenizerHandle {
+  /** Resolves when `codes` is written. Throws (synchronously) with code ERR_MMESID_INVALID_ARGUMENT after dispose(). */
+  encode(options: NativeTokenizerEncodeOptions): Promise<number>;
+  /** Drops the weights (freed when the last running encode ends). Idempotent. */
+  dispose(): void;
+  /** Bytes of native weights held (0 after dispose). */
+  bytes(): number;
+}
+
+/** Bench-only (torch addon): the tokenization contract as libtorch eager ops (at::linear + relu, then a
+ * torch-only greedy residual argmin), NOT the mmesid kernels. Layers/codebooks as NativeTokenizerModality. */
+export interface NativeTokenizeEagerOptions {
+  x: Float32Array;
+  n: number;
+  layers: NativeTokenizerLayer[];
+  codebooks: Float32Array;
+  levels: number;
+  codes: number;
+  codeDim: number;
+  /** out: int32 [n, levels]. */
+  out: Int32Array;
+}
+
 /** mmesid_core.node */
 export interface CoreAddon extends NativeKernelExports {
   buildInfo(): CoreBuildInfo;
   /** Resolves (with 0) when `ranks` and `sums` are written. */
   evaluateRanking(options: NativeEvaluateRankingOptions): Promise<number>;
   _sgemm(options: NativeSgemmOptions): Promise<number>;
+  /** @throws Error with code ERR_MMESID_INVALID_ARGUMENT on inconsistent shapes or non-finite weights. */
+  tokenizerCreate(options: { modalities: NativeTokenizerModality[] }): NativeTokenizerHandle;
 }
 
 /** mmesid_torch.node */
@@ -246,6 +348,31 @@ export interface NativeSasrecResult {
   test: NativeSasrecMetrics;
   /** Cut-offs of every metrics list: [5, 10, 20]. */
   ks: number[];
+  /** Every parameter of the best weights, in the model's fixed order. */
+  parameters: NativeNamedTensor[];
+}
+
+/** A named float32 tensor (row-major). */
+export interface NativeNamedTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Options of `sasrecScorer`: the architecture and the trained weights (copied once). */
+export interface NativeSasrecScorerOptions {
+  numItems: number;
+  dim: number;
+  blocks: number;
+  heads: number;
+  maxLen: number;
+  parameters: NativeNamedTensor[];
+}
+
+/** A loaded SASRec. */
+export interface NativeSasrecScorer {
+  /** Scores every item from the last position: inputs int32 [batch, maxLen] (left-padded with 0) → scores float32 [batch, numItems + 1] (column 0 = −inf). */
+  score(options: { inputs: Int32Array; batch: number; scores: Float32Array }): Promise<number>;
 }
 
 /** A running training: settle with `promise`; `cancel()` makes it reject with code ERR_MMESID_CANCELLED. */
@@ -258,7 +385,149 @@ export interface TorchAddon extends NativeKernelExports {
   buildInfo(): TorchBuildInfo;
   /** Trains SASRec on a thread of its own; one training per process at a time. */
   sasrecTrain(options: NativeSasrecTrainOptions, onProgress: (event: NativeSasrecProgress) => void): NativeSasrecHandle;
+  /** @throws Error with code ERR_MMESID_INVALID_ARGUMENT when a weight is missing, unknown or mis-shaped. */
+  sasrecScorer(options: NativeSasrecScorerOptions): NativeSasrecScorer;
   /** Sets libtorch's intra-op thread count (process-wide). */
   setThreads(threads: number): void;
   _composite(options: NativeCompositeOptions): Promise<number>;
+  _tokenizeEager(options: NativeTokenizeEagerOptions): Promise<number>;
+}
+
+// ---------------------------------------------------------------- mmesid_torch.node: MM-RQ-VAE tokenizer
+/** One modality's item table: float32 [rows, dim], rows = numItems + 1 (row 0 = padding). */
+export interface NativeRqvaeTable {
+  data: Float32Array;
+  rows: number;
+  dim: number;
+}
+
+/** Fully-defaulted options of `tokenizerTrain` (validated by lib/tokenizer/train.ts; native re-checks and rejects with ERR_MMESID_INVALID_ARGUMENT naming the option). */
+export interface NativeRqvaeTrainOptions {
+  /** 1–3 modalities, every table with the same rows; trained in the order collab, text, visual. */
+  tables: { collab?: NativeRqvaeTable; text?: NativeRqvaeTable; visual?: NativeRqvaeTable };
+  /** Encoder hidden sizes of every modality (the decoder mirrors them), e.g. [256, 128]. */
+  hidden: number[];
+  /** L, K, e. */
+  levels: number;
+  codes: number;
+  codeDim: number;
+  recon: 'mmd' | 'mse';
+  align: 'infonce' | 'mmd' | 'none';
+  reconWeight: number;
+  alignWeight: number;
+  /** Commitment weight. */
+  beta: number;
+  /** InfoNCE temperature. */
+  temperature: number;
+  /** α of the one Gaussian MMD kernel (default 0.5). */
+  mmdAlpha?: number;
+  /** Levels assigned by Sinkhorn while training (official: [levels − 1]; [] for none). */
+  sinkhornLevels: number[];
+  sinkhornEpsilon: number;
+  sinkhornIterations: number;
+  kmeansInit: 'plain' | 'constrained' | 'none';
+  /** Lloyd iterations per level (default 20). */
+  kmeansIterations?: number;
+  lr: number;
+  weightDecay: number;
+  batchSize: number;
+  epochs: number;
+  /** Early stopping on the epoch's mean total loss. */
+  patience: number;
+  seed: number;
+  /** ATen threads of the training thread (0 = all cores; 1 for bit-exact runs). */
+  threads: number;
+  /** Checkpoint file written atomically after every epoch; absent: none. */
+  checkpoint?: string;
+  /** Continue from `checkpoint` when it exists (every setting but epochs/patience/threads must match). */
+  resume?: boolean;
+}
+
+/** Losses of an epoch (means over its steps): total and the unweighted parts (recon, rq summed over modalities; align over pairs). */
+export interface NativeRqvaeEpoch {
+  epoch: number;
+  loss: number;
+  recon: number;
+  align: number;
+  rq: number;
+  seconds: number;
+  /** Lowest mean total loss so far. */
+  improved: boolean;
+}
+
+export type NativeRqvaeProgress =
+  | ({ kind: 'epoch' } & NativeRqvaeEpoch)
+  | { kind: 'step'; epoch: number; step: number; steps: number; loss: number; recon: number; align: number; rq: number };
+
+/** One modality's outputs from the best weights (greedy inference assignment). */
+export interface NativeRqvaeModalityResult {
+  name: 'collab' | 'text' | 'visual';
+  /** int32 [numItems, levels] of items 1..numItems (no padding row). */
+  codes: Int32Array;
+  /** float32 [numItems, codeDim]: z_q = Σ_l C_l[code_l]. */
+  quantized: Float32Array;
+  /** Mean over items and columns of (decoder(z_q) − x)². */
+  reconMse: number;
+}
+
+export interface NativeRqvaeResult {
+  /** The best (lowest-loss) epoch's weights, named as in tokenizer.safetensors. */
+  parameters: NativeNamedTensor[];
+  epochs: NativeRqvaeEpoch[];
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  /** The checkpoint's epoch when the run resumed from one, else 0. */
+  resumedFromEpoch: number;
+  numItems: number;
+  /** In the order collab, text, visual (those trained). */
+  modalities: NativeRqvaeModalityResult[];
+}
+
+export interface NativeRqvaeTrainHandle {
+  promise: Promise<NativeRqvaeResult>;
+  cancel(): void;
+}
+
+/** A trained tokenizer: its weights and the manifest's architecture fields (`codebookSize` = the manifest's `codes`). */
+export interface NativeRqvaeModel {
+  weights: NativeNamedTensor[];
+  levels: number;
+  codebookSize: number;
+  codeDim: number;
+  modalities: { name: string; inputDim: number; hidden: number[] }[];
+}
+
+/** `tokenizerEncode`: x float32 [n, inputDim] of `modality` → codes int32 [n, levels] (written). */
+export interface NativeRqvaeEncodeOptions extends NativeRqvaeModel {
+  modality: string;
+  x: Float32Array;
+  n: number;
+  codes: Int32Array;
+}
+
+/** Test-only: the RQ loss of x (greedy codes, or `frozen`), its codes and ∂rq/∂parameter. */
+export interface NativeRqvaeProbeOptions extends NativeRqvaeModel {
+  modality: string;
+  x: Float32Array;
+  n: number;
+  beta: number;
+  frozen?: Int32Array;
+  /** Default `<modality>.encoder.0.weight`. */
+  parameter?: string;
+  codes: Int32Array;
+  grad: Float32Array;
+}
+
+// Declaration merging: the tokenizer's exports of mmesid_torch.node.
+export interface TorchAddon {
+  /** Trains the MM-RQ-VAE on a thread of its own; one tokenizer training per process at a time. Rejects with ERR_MMESID_CANCELLED after cancel(). */
+  tokenizerTrain(options: NativeRqvaeTrainOptions, onProgress: (event: NativeRqvaeProgress) => void): NativeRqvaeTrainHandle;
+  /** The libtorch inference path (at::addmm + ReLU encoder, greedy rq_encode). Resolves with 0. @throws ERR_MMESID_INVALID_ARGUMENT for missing/mis-shaped weights. */
+  tokenizerEncode(options: NativeRqvaeEncodeOptions): Promise<number>;
+  /** Test-only: Sinkhorn-balanced assignment of distances [rows, cols] → codes [rows]. */
+  _tokenizerSinkhorn(options: { distances: Float32Array; rows: number; cols: number; epsilon: number; iterations: number; codes: Int32Array }): Promise<number>;
+  /** Test-only: resolves with the RQ loss. */
+  _tokenizerRqProbe(options: NativeRqvaeProbeOptions): Promise<number>;
+  /** Test-only: the trainer's k-means (k-means++ from a sampler seeded by `seed`) of x [n, dim] → centroids [k, dim] and each row's assignment to them (written). */
+  _tokenizerKmeans(options: { x: Float32Array; n: number; dim: number; k: number; iterations: number; constrained: boolean; seed: number; centroids: Float32Array; assignment: Int32Array }): Promise<number>;
 }

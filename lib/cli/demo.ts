@@ -1,10 +1,11 @@
 /**
- * The demo: random items with latent clusters → residual codebooks fitted level by level with k-means
+ * The demo: the synthetic data set's item features (lib/data/synthetic.ts: latent clusters) → residual codebooks fitted level by level with k-means
  * (assignment by the RQ kernel with one level, centroid update in JS) → a streaming, cancellable encode
  * of every item with a progress bar → semantic-ID statistics.
  */
 import { SingleBar, Presets } from 'cli-progress';
 
+import { generateSynthetic } from '../data/synthetic';
 import { kernels } from '../kernels';
 
 export interface DemoOptions {
@@ -45,22 +46,13 @@ function rng(seed: number): () => number {
   };
 }
 
-function gaussian(next: () => number): number {
-  return Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next());
-}
-
-/** n items in `clusters` Gaussian clusters with sub-clusters, so several residual levels carry signal. */
-function clusteredItems(n: number, dim: number, seed: number): Float32Array {
-  const next = rng(seed);
-  const centers = Array.from({ length: 64 }, () => Float32Array.from({ length: dim }, () => gaussian(next) * 3));
-  const subs = Array.from({ length: 16 }, () => Float32Array.from({ length: dim }, () => gaussian(next)));
-  const x = new Float32Array(n * dim);
-  for (let i = 0; i < n; i += 1) {
-    const c = centers[Math.floor(next() * centers.length)]!;
-    const s = subs[Math.floor(next() * subs.length)]!;
-    for (let k = 0; k < dim; k += 1) x[i * dim + k] = c[k]! + s[k]! + gaussian(next) * 0.3;
-  }
-  return x;
+/**
+ * The items to tokenize: the text feature table of the library's synthetic data set (items in 64 latent
+ * clusters, Gaussian noise around each cluster's centroid), without its padding row.
+ */
+function syntheticItems(n: number, dim: number, seed: number): Float32Array {
+  const { text } = generateSynthetic({ seed, numItems: n, numUsers: 100, numClusters: Math.min(64, n), textDim: dim, visualDim: 1, maxLength: Math.min(30, n), minLength: Math.min(5, n) });
+  return text.data.subarray(dim);
 }
 
 /** Lloyd's k-means on rows of `data`, assignments through kernels.rqEncode with one level. */
@@ -93,7 +85,7 @@ async function kmeans(data: Float32Array, dim: number, k: number, iterations: nu
 }
 
 export async function runTokenizeDemo(o: DemoOptions): Promise<DemoReport> {
-  const x = clusteredItems(o.items, o.dim, o.seed);
+  const x = syntheticItems(o.items, o.dim, o.seed);
   const next = rng(o.seed + 1);
 
   const fitStart = performance.now();

@@ -10,14 +10,26 @@ import type { SplitName } from '../data/splits';
 import { InvalidArgumentError } from '../errors';
 import { evaluatePopularity } from '../evaluate/popularity';
 import type { EvaluationReport } from '../evaluate/popularity';
+import { evaluateSasrec, type EvaluateSasrecOptions } from '../evaluate/sasrec';
+import { SasrecModel } from '../sasrec';
 
-/** The models `mmesid evaluate` knows. */
-export const EVALUATE_MODELS = ['popularity'] as const;
-export type EvaluateModel = (typeof EVALUATE_MODELS)[number];
+/** The model kinds `mmesid evaluate` knows: `popularity`, or `sasrec:DIR` (a trainSasrec output folder). */
+export const EVALUATE_MODELS = ['popularity', 'sasrec:DIR'] as const;
+
+/** A parsed `--model` value. */
+export type EvaluateModel = { kind: 'popularity' } | { kind: 'sasrec'; dir: string };
+
+/** Parses `--model`. @throws InvalidArgumentError naming the option */
+export function parseEvaluateModel(value: string): EvaluateModel {
+  if (value === 'popularity') return { kind: 'popularity' };
+  if (typeof value === 'string' && value.startsWith('sasrec:') && value.length > 'sasrec:'.length) return { kind: 'sasrec', dir: value.slice('sasrec:'.length) };
+  throw new InvalidArgumentError('--model', `one of ${EVALUATE_MODELS.join(', ')}`, value);
+}
 
 export interface EvaluateCommandOptions {
   sequences: string;
-  model: EvaluateModel;
+  /** A parsed model, or the `--model` text (`popularity`, `sasrec:DIR`). */
+  model: EvaluateModel | string;
   split: SplitName;
   ks?: number[];
   coldThreshold?: number;
@@ -28,29 +40,30 @@ export interface EvaluateCommandOptions {
 
 /** Runs one evaluation. @throws DataFormatError, InvalidArgumentError, CancelledError */
 export async function runEvaluate(o: EvaluateCommandOptions): Promise<EvaluationReport> {
-  if (!(EVALUATE_MODELS as readonly string[]).includes(o.model)) {
-    throw new InvalidArgumentError('--model', `one of ${EVALUATE_MODELS.join(', ')}`, o.model);
-  }
+  const model = typeof o.model === 'string' ? parseEvaluateModel(o.model) : o.model;
+  // Load the model before the data so a bad model path fails fast.
+  const sasrec = model.kind === 'sasrec' ? await SasrecModel.load(model.dir) : undefined;
   const sequences = await loadSequences(o.sequences, o.signal ? { signal: o.signal } : {});
   const bar = o.progress
     ? new SingleBar({ format: `evaluate ${o.split} [{bar}] {percentage}% | {value}/{total} users | eta {eta}s`, stream: process.stderr }, Presets.shades_classic)
     : undefined;
   let started = false;
   try {
-    return await evaluatePopularity(sequences, {
+    const run: EvaluateSasrecOptions = {
       split: o.split,
       ...(o.ks ? { ks: o.ks } : {}),
       ...(o.coldThreshold !== undefined ? { coldThreshold: o.coldThreshold } : {}),
       ...(o.batchSize ? { batchSize: o.batchSize } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
-      onProgress: (done, total) => {
+      onProgress: (done: number, total: number) => {
         if (!started) {
           bar?.start(total, 0);
           started = true;
         }
         bar?.update(done);
       },
-    });
+    };
+    return sasrec ? await evaluateSasrec(sequences, sasrec, run) : await evaluatePopularity(sequences, run);
   } finally {
     if (started) bar?.stop();
   }

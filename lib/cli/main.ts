@@ -13,7 +13,8 @@ import { Command, InvalidArgumentError as CommanderArgumentError } from 'command
 import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
-import { EVALUATE_MODELS, formatReport, runDataStats, runEvaluate } from './evaluate';
+import { runDataSynthetic } from './synthetic';
+import { EVALUATE_MODELS, formatReport, parseEvaluateModel, runDataStats, runEvaluate } from './evaluate';
 import { formatSasrecReport, runSasrecTrain, type RunSasrecTrainOptions } from './sasrec';
 import { SASREC_DEFAULTS, SASREC_LOSSES } from '../sasrec';
 import type { EvaluateModel } from './evaluate';
@@ -90,7 +91,13 @@ program
   .command('evaluate')
   .description('full-ranking leave-one-out evaluation (history masked, ties to the lower item id)')
   .requiredOption('--sequences <file>', 'sequence file: one user per line, "user item item ..."')
-  .requiredOption('--model <name>', `model: ${EVALUATE_MODELS.join(', ')}`, oneOf(EVALUATE_MODELS))
+  .requiredOption('--model <name>', `model: ${EVALUATE_MODELS.join(', ')} (DIR: a "mmesid sasrec train" output folder)`, (value: string) => {
+    try {
+      return parseEvaluateModel(value);
+    } catch {
+      throw new CommanderArgumentError(`expected one of ${EVALUATE_MODELS.join(', ')}, got "${value}"`);
+    }
+  })
   .option('--split <split>', 'test (target items[-1]) or valid (target items[-2])', oneOf(['test', 'valid'] as const), 'test')
   .option('--ks <list>', 'cut-offs K, comma-separated', intList, [5, 10, 20])
   .option('--cold-threshold <n>', 'cold targets: training frequency <= n', nonNegativeInt, 5)
@@ -110,9 +117,9 @@ program
     },
   );
 
-program
-  .command('data')
-  .description('inspect data files')
+const data = program.command('data').description('inspect and generate data files');
+
+data
   .command('stats')
   .description('users, items (largest id) and interactions of a sequence file')
   .argument('<file>', 'sequence file: one user per line, "user item item ..."')
@@ -124,6 +131,30 @@ program
       console.log(`${file}: ${stats.users.toLocaleString('en-US')} users, ${stats.items.toLocaleString('en-US')} items, ${stats.interactions.toLocaleString('en-US')} interactions`);
       console.log(`  distinct items ${stats.distinctItems.toLocaleString('en-US')}; sequence length min ${stats.minLength}, mean ${stats.meanLength.toFixed(2)}, max ${stats.maxLength}; sha256 ${stats.sha256}`);
     }
+  });
+
+data
+  .command('synthetic')
+  .description('write the deterministic synthetic data set: sequences.txt, text_emb.npy, visual_emb.npy, synthetic.json')
+  .requiredOption('--out <dir>', 'output folder (created when missing; every file written atomically)')
+  .option('--users <n>', 'users', positiveInt, 1000)
+  .option('--items <n>', 'items in the catalogue', positiveInt, 500)
+  .option('--clusters <n>', 'latent item clusters', positiveInt, 10)
+  .option('--text-dim <d>', 'text feature dim', positiveInt, 32)
+  .option('--visual-dim <d>', 'visual feature dim', positiveInt, 16)
+  .option('--seed <s>', 'random seed', nonNegativeInt, 1)
+  .option('--json', 'one JSON document on stdout')
+  .action(async (opts: { out: string; users: number; items: number; clusters: number; textDim: number; visualDim: number; seed: number; json?: boolean }) => {
+    const report = await runDataSynthetic(opts.out, {
+      seed: opts.seed,
+      numUsers: opts.users,
+      numItems: opts.items,
+      numClusters: opts.clusters,
+      textDim: opts.textDim,
+      visualDim: opts.visualDim,
+    });
+    if (opts.json) console.log(JSON.stringify(report));
+    else console.log(`${report.outDir}: ${report.users.toLocaleString('en-US')} users, ${report.items.toLocaleString('en-US')} items, ${report.interactions.toLocaleString('en-US')} interactions (seed ${report.options.seed}; sequences.txt sha256 ${report.sha256})`);
   });
 
 program

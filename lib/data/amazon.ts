@@ -36,7 +36,7 @@
  * presence means the set is whole). A failure leaves no output and no temporary file behind.
  */
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, pipeline } from 'node:stream';
@@ -46,6 +46,7 @@ import * as zlib from 'node:zlib';
 import { CancelledError, DataFormatError, InvalidArgumentError } from '../errors';
 import { optionalSignal, requireObject, optionalInteger } from '../validate';
 import type { Sequences } from './sequences';
+import { AtomicFile } from './atomicFile';
 
 /** Options of {@link prepareAmazon}. */
 export interface PrepareAmazonOptions {
@@ -104,7 +105,6 @@ export interface AmazonIdMap {
 }
 
 const FORMAT = 'mmesid-amazon-id-map';
-const WRITE_CHUNK = 1 << 20;
 
 const shown = (value: unknown): string => {
   const text = JSON.stringify(value) ?? String(value);
@@ -234,58 +234,6 @@ interface ItemMeta {
   title: string;
   brand: string | null;
   categories: string[][];
-}
-
-/** A text file written to a temporary name in its folder, renamed into place by {@link commit}. */
-class AtomicText {
-  readonly temp: string;
-  private handle: fs.promises.FileHandle | undefined;
-  private buffer: string[] = [];
-  private buffered = 0;
-  private readonly hash = createHash('sha256');
-
-  constructor(readonly file: string) {
-    this.temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  }
-
-  async open(): Promise<void> {
-    this.handle = await fs.promises.open(this.temp, 'wx');
-  }
-
-  async write(text: string): Promise<void> {
-    this.buffer.push(text);
-    this.buffered += text.length;
-    if (this.buffered >= WRITE_CHUNK) await this.flush();
-  }
-
-  private async flush(): Promise<void> {
-    const bytes = Buffer.from(this.buffer.join(''), 'utf8');
-    this.buffer = [];
-    this.buffered = 0;
-    this.hash.update(bytes);
-    for (let done = 0; done < bytes.length; ) done += (await this.handle!.write(bytes, done, bytes.length - done)).bytesWritten;
-  }
-
-  /** Flushes, syncs and closes the temporary file; returns the sha256 of everything written. */
-  async finish(): Promise<string> {
-    await this.flush();
-    await this.handle!.sync();
-    const handle = this.handle!;
-    this.handle = undefined;
-    await handle.close();
-    return this.hash.digest('hex');
-  }
-
-  async commit(): Promise<void> {
-    await fs.promises.rename(this.temp, this.file);
-  }
-
-  /** Closes (when open) and removes the temporary file; never throws. */
-  async discard(): Promise<void> {
-    if (this.handle) await this.handle.close().catch(() => undefined);
-    this.handle = undefined;
-    await fs.promises.rm(this.temp, { force: true }).catch(() => undefined);
-  }
 }
 
 function requireFile(value: unknown, name: string): string {
@@ -496,8 +444,8 @@ export async function prepareAmazon(options: PrepareAmazonOptions): Promise<Amaz
     items: path.join(outDir, 'items.jsonl'),
     idMap: path.join(outDir, 'id_map.json'),
   };
-  const outputs = [new AtomicText(files.items), new AtomicText(files.idMap), new AtomicText(files.sequences)];
-  const [itemsOut, mapOut, sequencesOut] = outputs as [AtomicText, AtomicText, AtomicText];
+  const outputs = [new AtomicFile(files.items), new AtomicFile(files.idMap), new AtomicFile(files.sequences)];
+  const [itemsOut, mapOut, sequencesOut] = outputs as [AtomicFile, AtomicFile, AtomicFile];
   let sequencesSha: string;
   try {
     for (const out of outputs) await out.open();

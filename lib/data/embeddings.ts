@@ -1,6 +1,7 @@
 /**
- * External embedding tables: `.npy` and `.safetensors` readers, the item-table rule, and an atomic
- * `.npy` writer.
+ * External embedding tables and weight files: `.npy` and `.safetensors` readers, the item-table rule,
+ * and atomic `.npy` / `.safetensors` writers (model weights, e.g. SASRec's `model.safetensors`, are
+ * stored as safetensors so that Python's `safetensors.torch.load_file` reads them too).
  *
  * Every table becomes an {@link EmbeddingTable}: row-major float32 `[rows, dim]`. float16 and bfloat16
  * payloads are widened to float32 exactly (every f16/bf16 value is representable in f32).
@@ -31,11 +32,10 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 import { DataFormatError, InvalidArgumentError } from '../errors';
 import { isFloat32Array, requireInteger, requireLength, requireObject } from '../validate';
+import { writeFileAtomic } from './atomicFile';
 
 /** A row-major float32 table `[rows, dim]`. */
 export interface EmbeddingTable {
@@ -332,7 +332,22 @@ async function readNpy(opened: Opened, file: string): Promise<LoadedEmbeddingTab
 
 const SAFETENSORS_DTYPES: Record<string, StoredDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
-async function readSafetensors(opened: Opened, file: string, tensor: string | undefined): Promise<LoadedEmbeddingTable> {
+interface SafetensorsEntry {
+  name: string;
+  dtype: StoredDtype;
+  shape: number[];
+  /** Absolute byte offset of the payload. */
+  position: number;
+}
+
+interface SafetensorsHeader {
+  names: string[];
+  entry: (name: string) => SafetensorsEntry;
+  metadata: Record<string, string>;
+}
+
+/** Reads and validates the header; each tensor's entry is validated when asked for. */
+async function readSafetensorsHeader(opened: Opened, file: string): Promise<SafetensorsHeader> {
   const prefix = await readHead(opened, file, 8, 0, 'safetensors header length');
   const declared = prefix.readBigUInt64LE(0);
   if (declared > BigInt(SAFETENSORS_MAX_HEADER)) {
@@ -354,7 +369,45 @@ async function readSafetensors(opened: Opened, file: string, tensor: string | un
     throw DataFormatError.atByte(file, 8, 'safetensors header is not a JSON object');
   }
   const entries = parsed as Record<string, unknown>;
-  const names = Object.keys(entries).filter((key) => key !== '__metadata__');
+  const rawMetadata = entries.__metadata__;
+  const metadata: Record<string, string> = {};
+  if (rawMetadata !== undefined) {
+    if (typeof rawMetadata !== 'object' || rawMetadata === null || Array.isArray(rawMetadata) || !Object.values(rawMetadata).every((v) => typeof v === 'string')) {
+      throw DataFormatError.atByte(file, 8, 'safetensors "__metadata__" is not an object of strings');
+    }
+    Object.assign(metadata, rawMetadata);
+  }
+  const dataSection = 8 + headerLength;
+  const entry = (name: string): SafetensorsEntry => {
+    const info = entries[name];
+    const where = `tensor ${JSON.stringify(name)}`;
+    if (typeof info !== 'object' || info === null) throw DataFormatError.atByte(file, 8, `${where}: header entry is not an object`);
+    const { dtype: rawDtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
+    const dtype = typeof rawDtype === 'string' ? SAFETENSORS_DTYPES[rawDtype] : undefined;
+    if (dtype === undefined) throw DataFormatError.atByte(file, 8, `${where}: unsupported dtype ${JSON.stringify(rawDtype)} (F32, F16 and BF16 are read)`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      throw DataFormatError.atByte(file, 8, `${where}: shape is not a list of non-negative integers`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && (d as number) >= 0) || (offsets[0] as number) > (offsets[1] as number)) {
+      throw DataFormatError.atByte(file, 8, `${where}: data_offsets is not a pair [begin, end] of integers with 0 <= begin <= end`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const elements = (shape as number[]).reduce((a, b) => a * b, 1);
+    const expected = elements * ITEM_SIZE[dtype];
+    if (end - begin !== expected) {
+      throw DataFormatError.atByte(file, dataSection + begin, `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] ${rawDtype as string} needs ${expected}`);
+    }
+    if (dataSection + end > opened.size) {
+      throw DataFormatError.atByte(file, opened.size, `${where}: data_offsets [${begin}, ${end}] are out of range: the data section (from byte ${dataSection}) ends at byte ${opened.size}`);
+    }
+    return { name, dtype, shape: shape as number[], position: dataSection + begin };
+  };
+  return { names: Object.keys(entries).filter((key) => key !== '__metadata__'), entry, metadata };
+}
+
+async function readSafetensors(opened: Opened, file: string, tensor: string | undefined): Promise<LoadedEmbeddingTable> {
+  const header = await readSafetensorsHeader(opened, file);
+  const { names } = header;
   const listed = names.length === 0 ? 'none' : names.map((n) => JSON.stringify(n)).join(', ');
   let name = tensor;
   if (name === undefined) {
@@ -363,32 +416,25 @@ async function readSafetensors(opened: Opened, file: string, tensor: string | un
   } else if (!names.includes(name)) {
     throw new InvalidArgumentError('options.tensor', `the name of one of the tensors in ${file} (${listed})`, name);
   }
-  const info = entries[name];
-  const where = `tensor ${JSON.stringify(name)}`;
-  if (typeof info !== 'object' || info === null) throw DataFormatError.atByte(file, 8, `${where}: header entry is not an object`);
-  const { dtype: rawDtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
-  const dtype = typeof rawDtype === 'string' ? SAFETENSORS_DTYPES[rawDtype] : undefined;
-  if (dtype === undefined) throw DataFormatError.atByte(file, 8, `${where}: unsupported dtype ${JSON.stringify(rawDtype)} (F32, F16 and BF16 are read)`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-    throw DataFormatError.atByte(file, 8, `${where}: shape is not a list of non-negative integers`);
-  }
-  if (shape.length !== 2) throw DataFormatError.atByte(file, 8, `${where}: unsupported rank ${shape.length}: shape [${shape.join(', ')}] is not 2-D`);
+  const { dtype, shape, position } = header.entry(name);
+  if (shape.length !== 2) throw DataFormatError.atByte(file, 8, `tensor ${JSON.stringify(name)}: unsupported rank ${shape.length}: shape [${shape.join(', ')}] is not 2-D`);
   const [rows, dim] = shape as [number, number];
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && (d as number) >= 0) || (offsets[0] as number) > (offsets[1] as number)) {
-    throw DataFormatError.atByte(file, 8, `${where}: data_offsets is not a pair [begin, end] of integers with 0 <= begin <= end`);
-  }
-  const dataSection = 8 + headerLength;
-  const [begin, end] = offsets as [number, number];
-  const expected = rows * dim * ITEM_SIZE[dtype];
-  if (end - begin !== expected) {
-    throw DataFormatError.atByte(file, dataSection + begin, `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${rows}, ${dim}] ${rawDtype as string} needs ${expected}`);
-  }
-  if (dataSection + end > opened.size) {
-    throw DataFormatError.atByte(file, opened.size, `${where}: data_offsets [${begin}, ${end}] are out of range: the data section (from byte ${dataSection}) ends at byte ${opened.size}`);
-  }
-  const elements = checkExtent(file, 8, rows, dim, dtype, dataSection + begin, opened.size, false);
-  const data = await readPayload(opened.handle, file, dataSection + begin, elements, dtype);
+  const elements = checkExtent(file, 8, rows, dim, dtype, position, opened.size, false);
+  const data = await readPayload(opened.handle, file, position, elements, dtype);
   return { rows, dim, data, source: file, format: 'safetensors', storedDtype: dtype, tensor: name };
+}
+
+/** A named float32 tensor of any rank (row-major). */
+export interface NamedTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Every tensor of a `.safetensors` file (widened to float32), in header order, plus its metadata. */
+export interface TensorFile {
+  tensors: NamedTensor[];
+  metadata: Record<string, string>;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -428,6 +474,27 @@ export async function loadSafetensors(file: string, options?: LoadEmbeddingsOpti
   requireFile(file, 'file');
   const tensor = optionsOf(options);
   return withOpenFile(file, (opened) => readSafetensors(opened, file, tensor));
+}
+
+/**
+ * Reads every tensor of a `.safetensors` file (F32, F16 or BF16, any rank; widened to float32) and its
+ * `__metadata__` strings.
+ * @throws DataFormatError (file, byte offset, problem) for a malformed or unsupported file; the file
+ *   system's error when it cannot be read; InvalidArgumentError on a bad argument.
+ */
+export async function loadTensors(file: string): Promise<TensorFile> {
+  requireFile(file, 'file');
+  return withOpenFile(file, async (opened) => {
+    const header = await readSafetensorsHeader(opened, file);
+    const tensors: NamedTensor[] = [];
+    for (const name of header.names) {
+      const { dtype, shape, position } = header.entry(name);
+      const elements = shape.reduce((a, b) => a * b, 1);
+      checkExtent(file, 8, 1, elements, dtype, position, opened.size, false);
+      tensors.push({ name, shape, data: await readPayload(opened.handle, file, position, elements, dtype) });
+    }
+    return { tensors, metadata: header.metadata };
+  });
 }
 
 /**
@@ -511,24 +578,47 @@ export async function saveNpy(file: string, rows: number, dim: number, data: Flo
   if (!isFloat32Array(data)) throw new InvalidArgumentError('data', 'a Float32Array', data);
   requireLength(data, rows * dim, 'data', `[${rows}, ${dim}]`);
   requireLittleEndianHost();
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.promises.open(temp, 'wx');
-  let closed = false;
-  try {
-    const header = npyHeader(rows, dim);
-    await handle.write(header, 0, header.length, 0);
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    for (let done = 0; done < bytes.length; ) {
-      const { bytesWritten } = await handle.write(bytes, done, Math.min(READ_CHUNK, bytes.length - done), header.length + done);
-      done += bytesWritten;
-    }
-    await handle.sync();
-    closed = true;
-    await handle.close();
-    await fs.promises.rename(temp, file);
-  } catch (error) {
-    if (!closed) await handle.close().catch(() => undefined);
-    await fs.promises.rm(temp, { force: true }).catch(() => undefined);
-    throw error;
+  await writeFileAtomic(file, [npyHeader(rows, dim), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
+}
+
+/**
+ * Writes float32 tensors as one `.safetensors` file (dtype F32, in the order given, header padded with
+ * spaces to a multiple of 8 bytes), atomically as {@link saveNpy} does.
+ * @param tensors  distinct non-empty names (not `__metadata__`), shapes of non-negative integers and
+ *   data of exactly the shape's size
+ * @param metadata optional `__metadata__` strings
+ * @throws InvalidArgumentError naming the bad tensor or field; the file system's error (rejection).
+ */
+export async function saveTensors(file: string, tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Promise<void> {
+  requireFile(file, 'file');
+  if (!Array.isArray(tensors)) throw new InvalidArgumentError('tensors', 'an array of { name, shape, data }', tensors);
+  const meta = requireObject(metadata, 'metadata');
+  for (const [key, value] of Object.entries(meta)) {
+    if (typeof value !== 'string') throw new InvalidArgumentError(`metadata.${key}`, 'a string', value);
   }
+  requireLittleEndianHost();
+  const header: Record<string, unknown> = Object.keys(meta).length > 0 ? { __metadata__: meta } : {};
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  tensors.forEach((raw, i) => {
+    const t = requireObject(raw, `tensors[${i}]`);
+    if (typeof t.name !== 'string' || t.name.length === 0 || t.name === '__metadata__' || t.name in header) {
+      throw new InvalidArgumentError(`tensors[${i}].name`, 'a distinct non-empty name other than "__metadata__"', t.name);
+    }
+    const shape: unknown = t.shape;
+    if (!Array.isArray(shape) || !shape.every((d): d is number => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      throw new InvalidArgumentError(`tensors[${i}].shape`, 'an array of non-negative integers', shape);
+    }
+    if (!isFloat32Array(t.data)) throw new InvalidArgumentError(`tensors[${i}].data`, 'a Float32Array', t.data);
+    requireLength(t.data, shape.reduce((a, b) => a * b, 1), `tensors[${i}].data`, `[${shape.join(', ')}]`);
+    header[t.name] = { dtype: 'F32', shape, data_offsets: [offset, offset + t.data.byteLength] };
+    parts.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    offset += t.data.byteLength;
+  });
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20);
+  json.copy(padded);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(padded.length));
+  await writeFileAtomic(file, [prefix, padded, ...parts]);
 }

@@ -17,7 +17,8 @@
  */
 
 import { CancelledError, DataFormatError, InvalidArgumentError } from '../errors';
-import { optionalSignal } from '../validate';
+import { optionalSignal, requireObject } from '../validate';
+import { AtomicFile } from './atomicFile';
 import { readHashedLines } from './lineReader';
 
 /** Users' chronological item lists, CSR. */
@@ -148,6 +149,44 @@ export async function loadSequences(file: string, options: LoadSequencesOptions 
 /** User u's items (a view, not a copy). */
 export function userItems(sequences: Sequences, user: number): Int32Array {
   return sequences.items.subarray(sequences.offsets[user], sequences.offsets[user + 1]);
+}
+
+/**
+ * Writes sequences in the format {@link loadSequences} reads (`user item item ...`, one line per user
+ * with at least one item, file order, `\n` line ends), atomically. Loading the file back gives the same
+ * users, items and order; `numItems` becomes the largest id that occurs.
+ * @returns the sha256 of the bytes written (what loadSequences will report)
+ * @throws InvalidArgumentError on a malformed `sequences` (bad offsets, an id < 1); the file system's error
+ */
+export async function saveSequences(file: string, sequences: Sequences): Promise<string> {
+  if (typeof file !== 'string' || file.length === 0) throw new InvalidArgumentError('file', 'a file path', file);
+  const s = requireObject(sequences, 'sequences') as unknown as Sequences;
+  const { offsets, items, userIds, numUsers } = s;
+  if (!(offsets instanceof Int32Array) || offsets.length !== numUsers + 1 || offsets[numUsers] !== items.length) {
+    throw new InvalidArgumentError('sequences.offsets', `an Int32Array of numUsers + 1 row pointers ending at items.length`, offsets);
+  }
+  if (!(userIds instanceof Int32Array) || userIds.length !== numUsers) throw new InvalidArgumentError('sequences.userIds', `an Int32Array of numUsers (${numUsers}) ids`, userIds);
+  const out = new AtomicFile(file);
+  await out.open();
+  try {
+    for (let u = 0; u < numUsers; u += 1) {
+      const begin = offsets[u]!;
+      const end = offsets[u + 1]!;
+      if (end < begin) throw new InvalidArgumentError(`sequences.offsets[${u + 1}]`, `a value >= offsets[${u}] (${begin})`, end);
+      if (end === begin) continue;
+      if (userIds[u]! < 1) throw new InvalidArgumentError(`sequences.userIds[${u}]`, 'an id >= 1', userIds[u]);
+      const row = items.subarray(begin, end);
+      const bad = row.findIndex((item) => item < 1);
+      if (bad >= 0) throw new InvalidArgumentError(`sequences.items[${begin + bad}]`, 'an item id >= 1', row[bad]);
+      await out.write(`${userIds[u]} ${row.join(' ')}\n`);
+    }
+    const sha256 = await out.finish();
+    await out.commit();
+    return sha256;
+  } catch (error) {
+    await out.discard();
+    throw error;
+  }
 }
 
 /** Summary counts of a data set (`items` is the largest item id, as in the paper's tables). */

@@ -4,31 +4,14 @@
  * document.
  */
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { mmesid, oneJson } from '../support/cli';
 import { tolerances } from '../support/tolerances';
 
-const root = path.resolve(__dirname, '..', '..');
-const beauty = path.resolve(root, '..', 'shared', 'data', 'beauty', 'sequences.txt');
-
-/** Runs the CLI from its TypeScript sources (always current, unlike a dist/ build). */
-function mmesid(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(root, 'lib', 'cli', 'main.ts'), ...args], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Parses stdout as exactly one JSON document (one line, nothing else). */
-function oneJson(stdout: string): Record<string, unknown> {
-  const lines = stdout.split('\n').filter((line) => line.length > 0);
-  assert.equal(lines.length, 1, `stdout must be one JSON document, got:\n${stdout}`);
-  return JSON.parse(lines[0]!) as Record<string, unknown>;
-}
+const beauty = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty', 'sequences.txt');
 
 describe('cli: evaluate and data stats', function () {
   this.timeout(120_000);

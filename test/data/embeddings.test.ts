@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { DataFormatError, InvalidArgumentError } from '../../lib/errors';
-import { loadEmbeddings, loadNpy, loadSafetensors, saveNpy, validateItemTable } from '../../lib/data/embeddings';
+import { loadEmbeddings, loadNpy, loadSafetensors, loadTensors, saveNpy, saveTensors, validateItemTable } from '../../lib/data/embeddings';
 
 const sasrec = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty', 'sasrec_item_emb.npy');
 
@@ -245,5 +245,59 @@ describe('data: embedding tables', () => {
     assert.deepEqual(fs.readdirSync(folder), ['table.npy']);
     await assert.rejects(saveNpy(path.join(folder, 'x.npy'), 2, 2, new Float32Array(3)), InvalidArgumentError);
     assert.deepEqual(fs.readdirSync(folder), ['table.npy']);
+  });
+
+  it('saveTensors writes F32 tensors of any rank with metadata; loadTensors and loadSafetensors read them back exactly', async () => {
+    const file = path.join(dir, 'weights.safetensors');
+    const tensors = [
+      { name: 'scalar', shape: [], data: Float32Array.of(-0) },
+      { name: 'bias', shape: [3], data: Float32Array.of(1, -2, 3.5) },
+      { name: 'w', shape: [2, 3], data: new Float32Array(6).map((_, i) => Math.cos(i) * 1e-3) },
+      { name: 'cube', shape: [2, 1, 2], data: Float32Array.of(Infinity, -Infinity, 7, 8) },
+      { name: 'empty', shape: [0, 4], data: new Float32Array(0) },
+    ];
+    await saveTensors(file, tensors, { format: 'test', note: 'ünïcode' });
+    const raw = fs.readFileSync(file);
+    const headerLength = Number(raw.readBigUInt64LE(0));
+    assert.equal(headerLength % 8, 0);
+    const header = JSON.parse(raw.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { data_offsets?: number[] }>;
+    assert.deepEqual(header.bias!.data_offsets, [4, 16]);
+    const back = await loadTensors(file);
+    assert.deepEqual(back.metadata, { format: 'test', note: 'ünïcode' });
+    assert.deepEqual(back.tensors.map((t) => t.name), tensors.map((t) => t.name));
+    back.tensors.forEach((t, i) => {
+      assert.deepEqual(t.shape, tensors[i]!.shape);
+      assert.ok(Buffer.from(bytesOf(t.data)).equals(Buffer.from(bytesOf(tensors[i]!.data))), t.name);
+    });
+    const table = await loadSafetensors(file, { tensor: 'w' });
+    assert.deepEqual([table.rows, table.dim], [2, 3]);
+    assert.deepEqual(Array.from(table.data), Array.from(tensors[2]!.data));
+  });
+
+  it('loadTensors widens F16/BF16 tensors and rejects a malformed entry with the byte offset', async () => {
+    const f16 = Uint16Array.of(0x3c00, 0xc000); // 1, -2
+    const bf16 = Uint16Array.of(0x3f80); // 1
+    const file = write('mixed.safetensors', safetensorsBytes({ a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] }, b: { dtype: 'BF16', shape: [1, 1], data_offsets: [4, 6] } }, Buffer.concat([bytesOf(f16), bytesOf(bf16)])));
+    const back = await loadTensors(file);
+    assert.deepEqual(back.tensors.map((t) => Array.from(t.data)), [[1, -2], [1]]);
+    const bad = write('bad-shape.safetensors', safetensorsBytes({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)));
+    await assert.rejects(loadTensors(bad), (e: unknown) => e instanceof DataFormatError && e.offset === 8 + Number(fs.readFileSync(bad).readBigUInt64LE(0)) && /span 8 bytes but shape \[3\] F32 needs 12/.test(e.message));
+    const meta = write('bad-meta.safetensors', safetensorsBytes({ __metadata__: { n: 1 } }, new Uint8Array(0)));
+    await assert.rejects(loadTensors(meta), (e: unknown) => e instanceof DataFormatError && /__metadata__" is not an object of strings/.test(e.message));
+  });
+
+  it('saveTensors refuses bad tensors (naming which) and is atomic', async () => {
+    const folder = fs.mkdtempSync(path.join(dir, 'atomic-st-'));
+    const target = path.join(folder, 'w.safetensors');
+    const ok = { name: 'a', shape: [2], data: new Float32Array(2) };
+    await assert.rejects(saveTensors(target, [ok, { ...ok }]), (e: unknown) => e instanceof InvalidArgumentError && /tensors\[1\]\.name/.test(e.message));
+    await assert.rejects(saveTensors(target, [{ name: '__metadata__', shape: [0], data: new Float32Array(0) }]), /tensors\[0\]\.name/);
+    await assert.rejects(saveTensors(target, [{ name: 'x', shape: [2, -1], data: new Float32Array(0) }]), /tensors\[0\]\.shape/);
+    await assert.rejects(saveTensors(target, [{ name: 'x', shape: [2, 2], data: new Float32Array(3) }]), /tensors\[0\]\.data/);
+    await assert.rejects(saveTensors(target, [ok], { n: 1 } as unknown as Record<string, string>), /metadata\.n/);
+    assert.deepEqual(fs.readdirSync(folder), []);
+    fs.mkdirSync(target);
+    await assert.rejects(saveTensors(target, [ok]));
+    assert.deepEqual(fs.readdirSync(folder), ['w.safetensors']);
   });
 });

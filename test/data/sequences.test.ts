@@ -5,7 +5,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { loadSequences, sequenceStats, userItems } from '../../lib/data/sequences';
+import { loadSequences, saveSequences, sequenceStats, userItems } from '../../lib/data/sequences';
+import { generateSynthetic } from '../../lib/data/synthetic';
+import { InvalidArgumentError } from '../../lib/errors';
 import { dataFormatError } from '../support/dataFormat';
 
 const beauty = path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'beauty', 'sequences.txt');
@@ -71,5 +73,22 @@ describe('data: sequence loader', () => {
     assert.equal(stats.distinctItems, 12086);
     assert.equal(stats.interactions, 198215);
     assert.equal(stats.minLength, 5);
+  });
+
+  it('saveSequences writes what loadSequences reads back (users, order, items, sha256), atomically', async () => {
+    const { sequences } = generateSynthetic({ seed: 3, numUsers: 50, numItems: 40 });
+    const file = path.join(dir, 'synthetic.txt');
+    const sha256 = await saveSequences(file, sequences);
+    const back = await loadSequences(file);
+    assert.equal(back.sha256, sha256);
+    assert.equal(createHash('sha256').update(fs.readFileSync(file)).digest('hex'), sha256);
+    assert.deepEqual(Array.from(back.userIds), Array.from(sequences.userIds));
+    assert.deepEqual(Array.from(back.offsets), Array.from(sequences.offsets));
+    assert.deepEqual(Array.from(back.items), Array.from(sequences.items));
+    const broken = { ...sequences, items: sequences.items.slice() };
+    broken.items[7] = 0;
+    await assert.rejects(saveSequences(file, broken), (e: unknown) => e instanceof InvalidArgumentError && /sequences\.items\[7\]/.test(e.message));
+    assert.equal((await loadSequences(file)).sha256, sha256, 'a failed save must leave the old file');
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
   });
 });

@@ -13,12 +13,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { CancelledError, InvalidArgumentError, NativeError } from '../../lib/errors';
+import { CancelledError, DataFormatError, InvalidArgumentError, NativeError } from '../../lib/errors';
 import { generateSynthetic } from '../../lib/data/synthetic';
-import { loadNpy } from '../../lib/data/embeddings';
+import { loadNpy, loadTensors, saveTensors } from '../../lib/data/embeddings';
+import { evaluateSasrec } from '../../lib/evaluate/sasrec';
+import { tolerances } from '../support/tolerances';
 import { evaluatePopularity } from '../../lib/evaluate/popularity';
-import { trainSasrec } from '../../lib/sasrec';
-import type { SasrecProgress, TrainSasrecOptions } from '../../lib/sasrec';
+import { SasrecModel, trainSasrec } from '../../lib/sasrec';
+import type { SasrecProgress, SasrecTrainReport, TrainSasrecOptions } from '../../lib/sasrec';
 import { torchAvailable } from '../support/backends';
 
 describe('SASRec training (mmesid_torch.node)', function () {
@@ -86,7 +88,50 @@ describe('SASRec training (mmesid_torch.node)', function () {
     assert.equal(metrics.format, 'mmesid.sasrec.metrics');
     assert.equal(metrics.bestEpoch, report.bestEpoch);
     assert.deepEqual(metrics.test, report.test);
-    assert.deepEqual(fs.readdirSync(outDir).sort(), ['item_emb.npy', 'metrics.json']);
+    assert.deepEqual(fs.readdirSync(outDir).sort(), ['item_emb.npy', 'metrics.json', 'model.safetensors']);
+  });
+
+  it('model.safetensors reloads: evaluateSasrec reproduces the reported metrics; scoring validates its input', async () => {
+    const outDir = path.join(root, 'bce');
+    const report = JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as SasrecTrainReport;
+    const model = await SasrecModel.load(outDir);
+    assert.deepEqual({ ...model.architecture }, { numItems: sequences.numItems, dim: 16, blocks: 1, heads: 1, maxLen: 20 });
+    assert.equal(model.dataset.sha256, sequences.sha256);
+    const tol = tolerances.sasrec.reloadedMetrics;
+    const test = await evaluateSasrec(sequences, model, { split: 'test', batchSize: 100 });
+    const valid = await evaluateSasrec(sequences, outDir, { split: 'valid' });
+    for (const [name, expected] of [
+      ['test', report.test.metrics],
+      ['valid', report.epochs[report.bestEpoch - 1]!.valid.metrics],
+    ] as const) {
+      const got = name === 'test' ? test.metrics : valid.metrics;
+      for (const [metric, value] of Object.entries(expected)) {
+        assert.ok(Math.abs(got[metric]! - value) <= tol.atol, `${name} ${metric}: reloaded ${got[metric]} vs trained ${value}`);
+      }
+    }
+    assert.match(test.protocol.model, /^sasrec: .*model\.safetensors \(d=16, 1 blocks, 1 heads, maxLen 20, trained on sha256 /);
+
+    // score(): left-padding and truncation to maxLen, the padding column is −Infinity.
+    const long = sequences.items.subarray(0, 25);
+    const [a, b] = [await model.score([long]), await model.score([long.subarray(5)])];
+    assert.equal(a.length, sequences.numItems + 1);
+    assert.equal(a[0], -Infinity);
+    assert.deepEqual(Array.from(a), Array.from(b), 'only the last maxLen (20) items are read');
+    await assert.rejects(model.score([Int32Array.of(1, sequences.numItems + 1)]), (e: unknown) => e instanceof InvalidArgumentError && /histories\[0\]\[1\]/.test(e.message));
+    await assert.rejects(model.score([]), InvalidArgumentError);
+    await assert.rejects(model.scoreInto(new Int32Array(20).fill(-1), 1, new Float32Array(sequences.numItems + 1)), (e: unknown) => e instanceof InvalidArgumentError && /inputs\[0\]/.test(e.message));
+
+    // Foreign data and broken weight files are refused with the reason.
+    const other = generateSynthetic({ seed: 2, numUsers: 50, numItems: 120 }).sequences;
+    await assert.rejects(evaluateSasrec(other, model), (e: unknown) => e instanceof InvalidArgumentError && /120 items/.test(e.message));
+    const { tensors, metadata } = await loadTensors(path.join(outDir, 'model.safetensors'));
+    const broken = path.join(root, 'broken.safetensors');
+    await saveTensors(broken, tensors.slice(1), metadata);
+    await assert.rejects(SasrecModel.load(broken), (e: unknown) => e instanceof DataFormatError && /lack the tensor "item_emb"/.test(e.message));
+    await saveTensors(broken, tensors.map((t, i) => (i === 1 ? { ...t, shape: [t.data.length] } : t)), metadata);
+    await assert.rejects(SasrecModel.load(broken), (e: unknown) => e instanceof DataFormatError && /should be float32/.test(e.message));
+    await saveTensors(broken, tensors, { ...metadata, format: 'something else' });
+    await assert.rejects(SasrecModel.load(broken), (e: unknown) => e instanceof DataFormatError && /not an mmesid SASRec weight file/.test(e.message));
   });
 
   it('ce: full cross-entropy also learns the sequential structure', async () => {
@@ -136,7 +181,8 @@ describe('SASRec training (mmesid_torch.node)', function () {
     );
     assert.deepEqual(resumed.test, a.test);
     assert.ok(fs.readFileSync(path.join(split, 'item_emb.npy')).equals(fs.readFileSync(path.join(straight, 'item_emb.npy'))));
-    assert.deepEqual(fs.readdirSync(split).sort(), ['ckpt.pt', 'item_emb.npy', 'metrics.json']);
+    assert.ok(fs.readFileSync(path.join(split, 'model.safetensors')).equals(fs.readFileSync(path.join(straight, 'model.safetensors'))));
+    assert.deepEqual(fs.readdirSync(split).sort(), ['ckpt.pt', 'item_emb.npy', 'metrics.json', 'model.safetensors']);
 
     await assert.rejects(
       trainSasrec(small(path.join(root, 'foreign'), { dim: 8, epochs: 4, checkpoint, resume: true })),

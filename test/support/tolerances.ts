@@ -23,6 +23,8 @@ export interface Tolerances {
   finiteDifferenceLinear: FiniteDifference;
   eventLoop: { maxTimerDelayMs: number };
   evaluate: { sums: Tolerance; popularityBeauty: { atol: number } };
+  sasrec: { reloadedMetrics: { atol: number } };
+  tokenizer: { maxCodeMismatchRate: number; nearTie: Tolerance; rssSlackBytes: number };
 }
 
 export const tolerances = JSON.parse(

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "addon/common/napi_util.h"
+#include "addon/core/tokenizer_exports.h"
 #include "eval/ranking.h"
 #include "gemm.h"
 #include "infonce.h"
@@ -344,6 +345,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraLinear", Napi::Function::New(env, LoraLinear, "loraLinear"));
   exports.Set("loraLinearBackward", Napi::Function::New(env, LoraLinearBackward, "loraLinearBackward"));
   exports.Set("evaluateRanking", Napi::Function::New(env, EvaluateRanking, "evaluateRanking"));
+  register_tokenizer_exports(env, exports);
   return exports;
 }
 

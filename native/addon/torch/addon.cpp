@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 #include <torch/version.h>
@@ -20,8 +21,11 @@
 #include <thread>
 
 #include "addon/common/napi_util.h"
+#include "addon/torch/tokenize_bench_exports.h"
+#include "addon/torch/tokenizer_exports.h"
 #include "gemm.h"
 #include "torch/bench/composites.h"
+#include "torch/bench/sasrec_bench.h"
 #include "torch/ops/kernel_ops.h"
 #include "torch/train/sasrec_trainer.h"
 
@@ -152,7 +156,8 @@ Napi::Value LoraLinearImpl(const Napi::CallbackInfo& info) {
 }
 
 /// Bench-only: runs one libtorch eager composite (the same-run baseline of `npm run bench`).
-/// options.op: "rqGreedy" | "mmd" | "infoNce" | "linear" | "lora", plus that op's buffers.
+/// options.op: "rqGreedy" | "mmd" | "infoNce" | "linear" | "lora" | "sasrecTrain" | "sasrecEvaluate",
+/// plus that op's buffers.
 Napi::Value Composite(const Napi::CallbackInfo& info) {
   OptionsReader r(info);
   Napi::Value op_value = info[0].As<Napi::Object>().Get("op");
@@ -214,6 +219,54 @@ Napi::Value Composite(const Napi::CallbackInfo& info) {
           b::lora_forward_backward(x.data, w.data, la.data, lb.data, gy.data, rows, in_dim, out_dim, rank,
                                    scale, gx.data, ga.data, gb.data);
           return 0.0;
+        },
+        r.take_pins());
+  }
+  if (op == "sasrecTrain" || op == "sasrecEvaluate") {
+    models::SasrecConfig config;
+    config.num_items = r.integer("numItems");
+    config.dim = r.integer("dim");
+    config.blocks = r.integer("blocks");
+    config.heads = r.integer("heads");
+    config.max_len = r.integer("maxLen");
+    config.dropout = r.number("dropout");
+    if (op == "sasrecTrain") {
+      const auto x = r.i32("x"), pos = r.i32("pos"), neg = r.i32_optional("neg");
+      const bool eager = r.boolean("eager"), bce = neg.data != nullptr;
+      b::SasrecTrainBatches batches;
+      batches.batch = r.integer("batch");
+      batches.count = r.integer("count");
+      const size_t expected = static_cast<size_t>(batches.count * batches.batch * config.max_len);
+      if (x.length != expected || pos.length != expected || (bce && neg.length != expected))
+        throw Napi::RangeError::New(r.env(), "Expected x, pos (and neg) of count × batch × maxLen");
+      return PromiseWorker::start(
+          r.env(),
+          [=]() mutable {
+            batches.x = x.data;
+            batches.pos = pos.data;
+            batches.neg = neg.data;
+            return eager ? b::sasrec_train_eager(config, bce, batches)
+                         : b::sasrec_train_ours(config, bce, batches);
+          },
+          r.take_pins());
+    }
+    const auto inputs = r.i32("inputs"), targets = r.i32("targets");
+    const auto offsets = r.i32("historyOffsets"), history = r.i32("historyItems");
+    b::SasrecEvalUsers users;
+    users.users = static_cast<int64_t>(targets.length);
+    users.eval_batch = r.integer("evalBatch");
+    if (inputs.length != targets.length * static_cast<size_t>(config.max_len) ||
+        offsets.length != targets.length + 1 ||
+        static_cast<size_t>(offsets.data[targets.length]) != history.length)
+      throw Napi::RangeError::New(r.env(), "Expected inputs [users, maxLen] and a history CSR of users rows");
+    return PromiseWorker::start(
+        r.env(),
+        [=]() mutable {
+          users.inputs = inputs.data;
+          users.targets = targets.data;
+          users.history_offsets = offsets.data;
+          users.history_items = history.data;
+          return b::sasrec_evaluate_eager(config, users);
         },
         r.take_pins());
   }
@@ -309,6 +362,21 @@ void finish_sasrec(Napi::Env env, const std::shared_ptr<SasrecJob>& job) {
   Napi::Float32Array emb = Napi::Float32Array::New(env, r.item_emb.size());
   if (!r.item_emb.empty()) std::memcpy(emb.Data(), r.item_emb.data(), r.item_emb.size() * sizeof(float));
   out.Set("itemEmbeddings", emb);
+  Napi::Array parameters = Napi::Array::New(env, r.parameters.size());
+  for (size_t i = 0; i < r.parameters.size(); ++i) {
+    const auto& [name, t] = r.parameters[i];
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("name", name);
+    Napi::Array shape = Napi::Array::New(env, static_cast<size_t>(t.dim()));
+    for (int64_t d = 0; d < t.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(t.size(d)));
+    entry.Set("shape", shape);
+    Napi::Float32Array data = Napi::Float32Array::New(env, static_cast<size_t>(t.numel()));
+    if (t.numel() > 0)
+      std::memcpy(data.Data(), t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float));
+    entry.Set("data", data);
+    parameters.Set(static_cast<uint32_t>(i), entry);
+  }
+  out.Set("parameters", parameters);
   Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
   for (size_t i = 0; i < r.epochs.size(); ++i)
     epochs.Set(static_cast<uint32_t>(i), epoch_object(env, r.epochs[i]));
@@ -436,6 +504,108 @@ Napi::Value SasrecTrain(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// ---------------------------------------------------------------- SASRec scoring (trained weights)
+
+/// sasrecScorer({ numItems, dim, blocks, heads, maxLen, parameters: [{ name, shape, data }] }) →
+/// { score({ inputs, batch, scores }): Promise<void> }. The weights are copied once into a model that
+/// the returned function owns; `inputs` int32 [batch, maxLen] (left-padded with 0, ids in [0, numItems]),
+/// `scores` float32 [batch, numItems + 1] receives every item's score (column 0 = −inf).
+Napi::Value SasrecScorer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OptionsReader r(info);
+  models::SasrecConfig config;
+  config.num_items = r.integer("numItems");
+  config.dim = r.integer("dim");
+  config.blocks = r.integer("blocks");
+  config.heads = r.integer("heads");
+  config.max_len = r.integer("maxLen");
+  config.dropout = 0.0;
+  Napi::Value list = info[0].As<Napi::Object>().Get("parameters");
+  if (!list.IsArray()) throw Napi::TypeError::New(env, "Expected an array for parameters");
+  Napi::Array entries = list.As<Napi::Array>();
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (uint32_t i = 0; i < entries.Length(); ++i) {
+    Napi::Value e = entries.Get(i);
+    if (!e.IsObject())
+      throw Napi::TypeError::New(env, "Expected an object for parameters[" + std::to_string(i) + "]");
+    Napi::Object o = e.As<Napi::Object>();
+    Napi::Value name = o.Get("name"), shape = o.Get("shape"), data = o.Get("data");
+    if (!name.IsString() || !shape.IsArray() || !data.IsTypedArray() ||
+        data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw Napi::TypeError::New(
+          env, "Expected { name: string, shape: number[], data: Float32Array } for parameters[" +
+                   std::to_string(i) + "]");
+    }
+    std::vector<int64_t> sizes;
+    int64_t numel = 1;
+    Napi::Array dims = shape.As<Napi::Array>();
+    for (uint32_t d = 0; d < dims.Length(); ++d) {
+      Napi::Value v = dims.Get(d);
+      if (!v.IsNumber() || v.As<Napi::Number>().Int64Value() < 0) {
+        throw Napi::TypeError::New(
+            env, "Expected non-negative integers in parameters[" + std::to_string(i) + "].shape");
+      }
+      sizes.push_back(v.As<Napi::Number>().Int64Value());
+      numel *= sizes.back();
+    }
+    Napi::Float32Array values = data.As<Napi::Float32Array>();
+    if (static_cast<int64_t>(values.ElementLength()) != numel) {
+      throw Napi::TypeError::New(
+          env, "parameters[" + std::to_string(i) + "].data length does not match its shape");
+    }
+    named.emplace_back(name.As<Napi::String>().Utf8Value(),
+                       at::from_blob(values.Data(), sizes, at::TensorOptions().dtype(at::kFloat)).clone());
+  }
+  std::shared_ptr<const models::Sasrec> model;
+  try {
+    auto built = std::make_shared<models::Sasrec>(config);
+    built->assign(named);
+    model = std::move(built);
+  } catch (const std::invalid_argument& e) {
+    throw make_error(env, kCodeInvalidArgument, e.what());
+  } catch (const c10::Error& e) {
+    throw make_error(env, kCodeInvalidArgument, e.what_without_backtrace());
+  }
+  Napi::Object scorer = Napi::Object::New(env);
+  scorer.Set("score",
+             Napi::Function::New(
+                 env,
+                 [model](const Napi::CallbackInfo& ci) -> Napi::Value {
+                   OptionsReader sr(ci);
+                   const auto inputs = sr.i32("inputs");
+                   const auto scores = sr.f32("scores");
+                   const int64_t batch = sr.integer("batch");
+                   const models::SasrecConfig& c = model->config();
+                   if (batch < 1 || inputs.length != static_cast<size_t>(batch * c.max_len) ||
+                       scores.length != static_cast<size_t>(batch * (c.num_items + 1))) {
+                     throw Napi::TypeError::New(
+                         ci.Env(), "Expected inputs [batch, maxLen] and scores [batch, numItems + 1]");
+                   }
+                   return PromiseWorker::start(
+                       sr.env(),
+                       [model, inputs, scores, batch]() {
+                         const models::SasrecConfig& c = model->config();
+                         for (size_t i = 0; i < inputs.length; ++i) {
+                           if (inputs.data[i] < 0 || inputs.data[i] > c.num_items) {
+                             throw std::invalid_argument(
+                                 "inputs[" + std::to_string(i) + "] = " + std::to_string(inputs.data[i]) +
+                                 " is not an item id in [0, " + std::to_string(c.num_items) + "]");
+                           }
+                         }
+                         c10::InferenceMode inference;
+                         const at::Tensor x = at::from_blob(inputs.data, {batch, c.max_len},
+                                                            at::TensorOptions().dtype(at::kInt))
+                                                  .to(at::kLong);
+                         const at::Tensor out = model->score_last(x).contiguous();
+                         std::memcpy(scores.data, out.data_ptr<float>(), scores.length * sizeof(float));
+                         return 0.0;
+                       },
+                       sr.take_pins());
+                 },
+                 "score"));
+  return scorer;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1) {
     throw Napi::TypeError::New(info.Env(), "Expected a positive integer thread count");
@@ -470,7 +640,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_composite", Napi::Function::New(env, Composite, "_composite"));
   exports.Set("loraLinear", Napi::Function::New(env, LoraLinearImpl, "loraLinear"));
   exports.Set("sasrecTrain", Napi::Function::New(env, SasrecTrain, "sasrecTrain"));
+  exports.Set("sasrecScorer", Napi::Function::New(env, SasrecScorer, "sasrecScorer"));
   exports.Set("loraLinearBackward", Napi::Function::New(env, LoraLinearImpl, "loraLinearBackward"));
+  register_tokenizer_exports(env, exports);
+  register_tokenize_bench_exports(env, exports);
   return exports;
 }
 

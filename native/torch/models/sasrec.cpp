@@ -11,6 +11,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <sstream>
+#include <stdexcept>
 
 namespace mmesid::models {
 namespace {
@@ -101,6 +104,35 @@ at::Tensor Sasrec::forward(const at::Tensor& x, bool train) const {
     h = h.add(f).mul(keep);
   }
   return layer_norm(h, last_ln_w_, last_ln_b_);
+}
+
+void Sasrec::assign(const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  std::map<std::string, at::Tensor> given;
+  for (const auto& [name, t] : named) {
+    if (!given.emplace(name, t).second)
+      throw std::invalid_argument("sasrec: tensor \"" + name + "\" is given twice");
+  }
+  for (const auto& [name, p] : params_) {
+    auto it = given.find(name);
+    if (it == given.end())
+      throw std::invalid_argument("sasrec: the weights lack the tensor \"" + name + "\"");
+    const at::Tensor& t = it->second;
+    if (t.scalar_type() != at::kFloat || t.sizes() != p.sizes()) {
+      std::ostringstream m;
+      m << "sasrec: tensor \"" << name << "\" should be float32 " << p.sizes() << " but is "
+        << t.scalar_type() << " " << t.sizes();
+      throw std::invalid_argument(m.str());
+    }
+    given.erase(it);
+  }
+  if (!given.empty())
+    throw std::invalid_argument("sasrec: unknown tensor \"" + given.begin()->first + "\" in the weights");
+  c10::NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) {
+    for (const auto& [n, t] : named) {
+      if (n == name) p.copy_(t);
+    }
+  }
 }
 
 at::Tensor Sasrec::score_last(const at::Tensor& x) const {

@@ -48,6 +48,11 @@ class Sasrec {
   /// Every parameter with a stable name (used by checkpoints and the optimizer), in a fixed order.
   const std::vector<std::pair<std::string, at::Tensor>>& parameters() const { return params_; }
 
+  /// Overwrites every parameter's values (e.g. with trained weights read from a file). `named` must hold
+  /// each name of parameters() exactly once, in any order, as a float32 tensor of the same shape.
+  /// @throws std::invalid_argument naming the first missing, unknown, duplicated or mis-shaped tensor.
+  void assign(const std::vector<std::pair<std::string, at::Tensor>>& named);
+
   /// Item embedding E, float32 [num_items + 1, d].
   const at::Tensor& item_embedding() const { return item_emb_; }
 

@@ -37,50 +37,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-/// Adam (Kingma & Ba) on the model's parameters, written out so no torch::optim header is needed.
-class Adam {
- public:
-  Adam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr) : lr_(lr) {
-    for (const auto& [name, p] : params) {
-      params_.push_back(p);
-      m_.push_back(at::zeros_like(p));
-      v_.push_back(at::zeros_like(p));
-    }
-  }
-
-  void step() {
-    c10::NoGradGuard no_grad;
-    ++t_;
-    const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(t_));
-    const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(t_));
-    for (size_t i = 0; i < params_.size(); ++i) {
-      at::Tensor& p = params_[i];
-      const at::Tensor& g = p.grad();
-      if (!g.defined()) continue;
-      m_[i].mul_(kBeta1).add_(g, 1.0 - kBeta1);
-      v_[i].mul_(kBeta2).addcmul_(g, g, 1.0 - kBeta2);
-      const at::Tensor denom = v_[i].sqrt().div_(std::sqrt(bc2)).add_(kEps);
-      p.addcdiv_(m_[i], denom, -lr_ / bc1);
-    }
-  }
-
-  std::vector<at::Tensor>& m() { return m_; }
-  std::vector<at::Tensor>& v() { return v_; }
-  int64_t& t() { return t_; }
-
-  void zero_grad() {
-    for (at::Tensor& p : params_) {
-      if (p.grad().defined()) p.mutable_grad().zero_();
-    }
-  }
-
- private:
-  static constexpr double kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-8;
-  std::vector<at::Tensor> params_, m_, v_;
-  double lr_;
-  int64_t t_ = 0;
-};
-
 /// The CSR data with each user's training part and evaluation split derived.
 struct Data {
   const SasrecTrainOptions& o;
@@ -167,14 +123,9 @@ SasrecMetrics evaluate(const models::Sasrec& model, const Data& data, int drop, 
   return m;
 }
 
-/// One training batch: input x, positives, and (bce) negatives, int64 [B, L].
-struct Batch {
-  at::Tensor x, pos, neg;
-};
-
-Batch make_batch(const Data& data, const std::vector<int64_t>& order, int64_t start, int64_t batch,
-                 int64_t max_len, bool negatives, std::mt19937_64& rng) {
-  Batch out;
+SasrecBatch make_batch(const Data& data, const std::vector<int64_t>& order, int64_t start, int64_t batch,
+                       int64_t max_len, bool negatives, std::mt19937_64& rng) {
+  SasrecBatch out;
   out.x = at::zeros({batch, max_len}, at::kLong);
   out.pos = at::zeros({batch, max_len}, at::kLong);
   if (negatives) out.neg = at::zeros({batch, max_len}, at::kLong);
@@ -204,24 +155,6 @@ Batch make_batch(const Data& data, const std::vector<int64_t>& order, int64_t st
     }
   }
   return out;
-}
-
-at::Tensor compute_loss(const models::Sasrec& model, const Batch& batch, bool bce) {
-  const int64_t d = model.config().dim, num_items = model.config().num_items;
-  const at::Tensor h = model.forward(batch.x, true);  // [B, L, d]
-  const at::Tensor valid = batch.pos.ne(0);
-  if (bce) {
-    const at::Tensor& emb = model.item_embedding();
-    const at::Tensor pos_logits = h.mul(at::embedding(emb, batch.pos, 0)).sum(-1).masked_select(valid);
-    const at::Tensor neg_logits = h.mul(at::embedding(emb, batch.neg, 0)).sum(-1).masked_select(valid);
-    return at::binary_cross_entropy_with_logits(pos_logits, at::ones_like(pos_logits))
-        .add(at::binary_cross_entropy_with_logits(neg_logits, at::zeros_like(neg_logits)));
-  }
-  const at::Tensor rows = valid.reshape({-1}).nonzero().squeeze(1);
-  const at::Tensor hv = h.reshape({-1, d}).index_select(0, rows);                           // [M, d]
-  const at::Tensor logits = hv.matmul(model.item_embedding().narrow(0, 1, num_items).t());  // [M, N]
-  const at::Tensor target = batch.pos.reshape({-1}).index_select(0, rows).sub(1);
-  return at::cross_entropy_loss(logits, target);
 }
 
 // ---------------------------------------------------------------- checkpoints
@@ -301,7 +234,7 @@ std::string fingerprint(const SasrecTrainOptions& o) {
   return s.str();
 }
 
-void save_checkpoint(const SasrecTrainOptions& o, const models::Sasrec& model, Adam& adam,
+void save_checkpoint(const SasrecTrainOptions& o, const models::Sasrec& model, SasrecAdam& adam,
                      const TrainState& st, const std::mt19937_64& rng) {
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   dict.insert("format", std::string(kCheckpointFormat));
@@ -351,7 +284,7 @@ void save_checkpoint(const SasrecTrainOptions& o, const models::Sasrec& model, A
 
 /// Loads `o.checkpoint` into the model, the optimizer, the state and both generators.
 /// @return false when the file does not exist.
-bool load_checkpoint(const SasrecTrainOptions& o, models::Sasrec& model, Adam& adam, TrainState& st,
+bool load_checkpoint(const SasrecTrainOptions& o, models::Sasrec& model, SasrecAdam& adam, TrainState& st,
                      std::mt19937_64& rng) {
   std::ifstream in(o.checkpoint, std::ios::binary);
   if (!in) return false;
@@ -397,6 +330,67 @@ bool load_checkpoint(const SasrecTrainOptions& o, models::Sasrec& model, Adam& a
 
 }  // namespace
 
+SasrecAdam::SasrecAdam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr) : lr_(lr) {
+  for (const auto& [name, p] : params) {
+    params_.push_back(p);
+    m_.push_back(at::zeros_like(p));
+    v_.push_back(at::zeros_like(p));
+  }
+}
+
+void SasrecAdam::step() {
+  c10::NoGradGuard no_grad;
+  ++t_;
+  const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(t_));
+  const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(t_));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& p = params_[i];
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    m_[i].mul_(kBeta1).add_(g, 1.0 - kBeta1);
+    v_[i].mul_(kBeta2).addcmul_(g, g, 1.0 - kBeta2);
+    const at::Tensor denom = v_[i].sqrt().div_(std::sqrt(bc2)).add_(kEps);
+    p.addcdiv_(m_[i], denom, -lr_ / bc1);
+  }
+}
+
+void SasrecAdam::zero_grad() {
+  for (at::Tensor& p : params_) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+at::Tensor sasrec_loss(const models::Sasrec& model, const SasrecBatch& batch, bool bce) {
+  const int64_t d = model.config().dim, num_items = model.config().num_items;
+  const at::Tensor h = model.forward(batch.x, true);  // [B, L, d]
+  // Only the positions with a target (≈ 6 of 50 on Beauty) enter the loss: select them before the
+  // item lookups and products, not after.
+  const at::Tensor rows = batch.pos.reshape({-1}).ne(0).nonzero().squeeze(1);
+  const at::Tensor hv = h.reshape({-1, d}).index_select(0, rows);  // [M, d]
+  const at::Tensor target = batch.pos.reshape({-1}).index_select(0, rows);
+  const at::Tensor& emb = model.item_embedding();
+  if (bce) {
+    const at::Tensor negative = batch.neg.reshape({-1}).index_select(0, rows);
+    const at::Tensor pos_logits = hv.mul(at::embedding(emb, target, 0)).sum(-1);
+    const at::Tensor neg_logits = hv.mul(at::embedding(emb, negative, 0)).sum(-1);
+    return at::binary_cross_entropy_with_logits(pos_logits, at::ones_like(pos_logits))
+        .add(at::binary_cross_entropy_with_logits(neg_logits, at::zeros_like(neg_logits)));
+  }
+  const at::Tensor logits = hv.matmul(emb.narrow(0, 1, num_items).t());  // [M, N]
+  return at::cross_entropy_loss(logits, target.sub(1));
+}
+
+SasrecStepper::SasrecStepper(models::Sasrec& model, double lr, bool bce)
+    : model_(model), adam_(model.parameters(), lr), bce_(bce) {}
+
+double SasrecStepper::step(const SasrecBatch& batch) {
+  adam_.zero_grad();
+  const at::Tensor loss = sasrec_loss(model_, batch, bce_);
+  torch::autograd::backward({loss});
+  adam_.step();
+  return loss.item<double>();
+}
+
 SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallbacks& cb) {
   TORCH_CHECK(o.loss == "bce" || o.loss == "ce", "sasrec: expected loss \"bce\" or \"ce\" but received ",
               o.loss);
@@ -408,8 +402,9 @@ SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallback
   std::mt19937_64 rng(o.seed);
   const Data data(o);
   models::Sasrec model(o.model);
-  Adam adam(model.parameters(), o.lr);
   const bool bce = o.loss == "bce";
+  SasrecStepper stepper(model, o.lr, bce);
+  SasrecAdam& adam = stepper.optimizer();
   const int64_t ndcg10 = 1;  // index of K = 10 in sasrec_ks()
 
   SasrecTrainResult result;
@@ -432,12 +427,7 @@ SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallback
     for (int64_t step = 0; step < steps; ++step) {
       if (cb.cancelled && cb.cancelled()) throw TrainingCancelled();
       const int64_t first = step * o.batch_size, batch = std::min(o.batch_size, rows - first);
-      const Batch b = make_batch(data, order, first, batch, o.model.max_len, bce, rng);
-      adam.zero_grad();
-      const at::Tensor loss = compute_loss(model, b, bce);
-      torch::autograd::backward({loss});
-      adam.step();
-      const double value = loss.item<double>();
+      const double value = stepper.step(make_batch(data, order, first, batch, o.model.max_len, bce, rng));
       TORCH_CHECK(std::isfinite(value), "sasrec: the training loss became non-finite at epoch ", epoch,
                   ", step ", step + 1, " (lower the learning rate)");
       loss_sum += value;
@@ -483,6 +473,8 @@ SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallback
   const at::Tensor emb = model.item_embedding().detach().contiguous();
   result.item_emb.resize(static_cast<size_t>(emb.numel()));
   std::memcpy(result.item_emb.data(), emb.data_ptr<float>(), result.item_emb.size() * sizeof(float));
+  for (const auto& [name, p] : model.parameters())
+    result.parameters.emplace_back(name, p.detach().contiguous());
   return result;
 }
 

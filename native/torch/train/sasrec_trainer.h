@@ -93,6 +93,8 @@ struct SasrecTrainResult {
   bool stopped_early = false;
   SasrecMetrics test;           ///< of the best weights
   std::vector<float> item_emb;  ///< float32 [num_items + 1, dim] of the best weights, row 0 = padding
+  /// Every parameter of the best weights (Sasrec::parameters() order and names), detached, contiguous.
+  std::vector<std::pair<std::string, at::Tensor>> parameters;
   int64_t training_rows = 0;
   int64_t resumed_from_epoch = 0;  ///< the checkpoint's epoch when resumed, else 0
 };
@@ -101,6 +103,58 @@ struct SasrecCallbacks {
   std::function<void(const SasrecStep&)> on_step;
   std::function<void(const SasrecEpoch&)> on_epoch;
   std::function<bool()> cancelled;  ///< polled between steps and evaluation batches
+};
+
+/// Adam (Kingma & Ba) over a fixed list of float32 parameters, written out on ATen so that no torch::optim
+/// header is needed: β = (0.9, 0.98), ε = 1e-8, no weight decay; bias-corrected as
+/// p −= lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). Moments m, v have each parameter's shape; t counts steps.
+class SasrecAdam {
+ public:
+  /// Zero moments for every parameter (the tensors are shared, not copied). @param lr learning rate > 0.
+  SasrecAdam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr);
+
+  /// One update from the parameters' current .grad() (parameters without a gradient are skipped).
+  void step();
+  /// Zeroes every defined gradient in place (keeps the buffers).
+  void zero_grad();
+
+  std::vector<at::Tensor>& m() { return m_; }
+  std::vector<at::Tensor>& v() { return v_; }
+  int64_t& t() { return t_; }
+
+ private:
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-8;
+  std::vector<at::Tensor> params_, m_, v_;
+  double lr_;
+  int64_t t_ = 0;
+};
+
+/// One training batch, int64 [B, L] each, left-padded with 0: input items x, positive targets pos, and
+/// (bce only; undefined for ce) one negative per position neg. Positions with pos == 0 carry no loss.
+struct SasrecBatch {
+  at::Tensor x, pos, neg;
+};
+
+/// The training loss of one batch (see "Losses" above), a float32 scalar with autograd history; runs
+/// the model with dropout. @param bce true: bce, false: ce.
+at::Tensor sasrec_loss(const models::Sasrec& model, const SasrecBatch& batch, bool bce);
+
+/// The training step of train_sasrec, exposed so that benchmarks time exactly the trainer's code path:
+/// zero the gradients, loss, autograd backward, Adam update. Holds references to `model`, which must
+/// outlive it. Draws dropout masks from ATen's default CPU generator.
+class SasrecStepper {
+ public:
+  SasrecStepper(models::Sasrec& model, double lr, bool bce);
+
+  /// One optimisation step on `batch`. @return the batch's loss before the update.
+  double step(const SasrecBatch& batch);
+
+  SasrecAdam& optimizer() { return adam_; }
+
+ private:
+  models::Sasrec& model_;
+  SasrecAdam adam_;
+  bool bce_;
 };
 
 /// Thrown when `cancelled()` returned true.
