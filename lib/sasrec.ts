@@ -29,13 +29,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { CancelledError, DataFormatError, InvalidArgumentError, fromNative } from './errors';
+import { runNativeTraining } from './nativeTraining';
 import { torch } from './native';
 import { writeJsonAtomic } from './data/atomicFile';
 import { loadTensors, saveNpy, saveTensors } from './data/embeddings';
 import { describeDataset, type Sequences } from './data/sequences';
 import type { MetricTable } from './evaluate/ranking';
 import { isInt32Array, optionalBoolean, optionalInteger, optionalSignal, requireObject } from './validate';
-import type { NativeSasrecHandle, NativeSasrecMetrics, NativeSasrecProgress, NativeSasrecResult, NativeSasrecScorer, NativeSasrecTrainOptions } from '../typings/native';
+import type { NativeSasrecMetrics, NativeSasrecProgress, NativeSasrecResult, NativeSasrecScorer, NativeSasrecTrainOptions } from '../typings/native';
 
 /** Training objectives: `bce` (original: one sampled negative per position) or `ce` (full softmax per position). */
 export type SasrecLoss = 'bce' | 'ce';
@@ -257,41 +258,16 @@ export async function trainSasrec(options: TrainSasrecOptions): Promise<SasrecTr
     threads,
     ...(checkpoint === undefined ? {} : { checkpoint, resume }),
   };
-  let progressError: { error: unknown } | undefined;
   const started = process.hrtime.bigint();
   const addon = torch();
-  let handle: NativeSasrecHandle;
-  try {
-    handle = addon.sasrecTrain(native, (event: NativeSasrecProgress) => {
-      if (!onProgress || progressError) return;
-      try {
-        if (event.kind === 'step') onProgress(event);
-        else onProgress({ ...event, kind: 'epoch', valid: metricTable(NATIVE_KS, event.valid) });
-      } catch (error) {
-        progressError = { error };
-        handle.cancel();
-      }
-    });
-  } catch (error) {
-    // Synchronous refusals: another training running in this process, a failed thread start.
-    throw fromNative(error, callerStack);
-  }
-  const onAbort = (): void => handle.cancel();
-  signal?.addEventListener('abort', onAbort, { once: true });
-  let result: NativeSasrecResult;
-  try {
-    result = await handle.promise;
-  } catch (error) {
-    if (progressError) throw progressError.error;
-    if ((error as { code?: unknown }).code === 'ERR_MMESID_CANCELLED') throw new CancelledError('trainSasrec was cancelled');
-    throw fromNative(error, callerStack);
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-  }
+  const result = await runNativeTraining<NativeSasrecResult, NativeSasrecProgress>(
+    'trainSasrec',
+    (onEvent) => addon.sasrecTrain(native, onEvent),
+    onProgress && ((event) => (event.kind === 'step' ? onProgress(event) : onProgress({ ...event, kind: 'epoch', valid: metricTable(NATIVE_KS, event.valid) }))),
+    signal,
+    callerStack,
+  );
   const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (progressError) throw progressError.error;
-  if (signal?.aborted) throw new CancelledError('trainSasrec was cancelled');
-
   const ks = result.ks;
   const report: SasrecTrainReport = {
     format: 'mmesid.sasrec.metrics',

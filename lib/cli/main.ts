@@ -7,40 +7,27 @@
  *   mmesid data stats FILE users, items and interactions of a sequence file
  *   mmesid embed-text      item text embeddings from items.jsonl (TF-IDF → randomized SVD), no pretrained model
  *   mmesid sasrec train    train the SASRec collaborative encoder (libtorch); writes item_emb.npy + metrics.json
+ *   mmesid tokenizer train train the MM-RQ-VAE tokenizer (libtorch); writes a tokenizer folder + semantic IDs
+ *   mmesid tokenize        semantic IDs for an embedding table of any size, streamed (no libtorch)
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
+
+import { finiteNumber, intList, nonNegativeInt, oneOf, positiveInt, withInterrupt } from './args';
 
 import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { runDataSynthetic } from './synthetic';
+import { registerTokenizeCommand } from './tokenize';
+import { registerTokenizerCommand } from './tokenizer';
 import { EVALUATE_MODELS, formatReport, parseEvaluateModel, runDataStats, runEvaluate } from './evaluate';
 import { formatSasrecReport, runSasrecTrain, type RunSasrecTrainOptions } from './sasrec';
 import { SASREC_DEFAULTS, SASREC_LOSSES } from '../sasrec';
 import type { EvaluateModel } from './evaluate';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new CommanderArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new CommanderArgumentError(`expected an integer >= 0, got "${value}"`);
-  return n;
-}
 
-function intList(value: string): number[] {
-  return value.split(',').map((part) => positiveInt(part.trim()));
-}
 
-function oneOf<T extends string>(choices: readonly T[]) {
-  return (value: string): T => {
-    if (!(choices as readonly string[]).includes(value)) throw new CommanderArgumentError(`expected one of ${choices.join(', ')}, got "${value}"`);
-    return value as T;
-  };
-}
 
 const program = new Command()
   .name('mmesid')
@@ -68,11 +55,8 @@ program
   .option('--seed <s>', 'random seed', positiveInt, 42)
   .option('--json', 'one JSON document on stdout')
   .action(async (opts: { items: number; dim: number; levels: number; codes: number; beam: number; seed: number; json?: boolean }) => {
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once('SIGINT', onSigint);
-    try {
-      const report = await runTokenizeDemo({ ...opts, signal: ac.signal, progress: process.stderr.isTTY || !opts.json });
+    await withInterrupt(async (signal) => {
+      const report = await runTokenizeDemo({ ...opts, signal, progress: process.stderr.isTTY || !opts.json });
       if (opts.json) console.log(JSON.stringify(report));
       else {
         console.log(`\nTokenized ${report.items.toLocaleString('en-US')} items (d=${report.dim}) into ${report.levels}-level semantic IDs (K=${report.codes}, beam ${report.beam})`);
@@ -82,9 +66,7 @@ program
         console.log(`  codes used per level: ${report.codesUsed.join(', ')}; distinct semantic IDs: ${report.distinctIds.toLocaleString('en-US')} (${(100 * report.collisionRate).toFixed(2)} % of items share one)`);
         console.log(`  first items: ${report.sample.map((ids) => `<${ids.join('-')}>`).join(' ')}`);
       }
-    } finally {
-      process.off('SIGINT', onSigint);
-    }
+    });
   });
 
 program
@@ -105,15 +87,10 @@ program
   .option('--json', 'one JSON document on stdout')
   .action(
     async (opts: { sequences: string; model: EvaluateModel; split: 'test' | 'valid'; ks: number[]; coldThreshold: number; batchSize: number; json?: boolean }) => {
-      const ac = new AbortController();
-      const onSigint = () => ac.abort();
-      process.once('SIGINT', onSigint);
-      try {
-        const report = await runEvaluate({ ...opts, progress: process.stderr.isTTY, signal: ac.signal });
+      await withInterrupt(async (signal) => {
+        const report = await runEvaluate({ ...opts, progress: process.stderr.isTTY, signal });
         console.log(opts.json ? JSON.stringify(report) : formatReport(report));
-      } finally {
-        process.off('SIGINT', onSigint);
-      }
+      });
     },
   );
 
@@ -170,24 +147,14 @@ program
   .option('--json', 'one JSON document on stdout')
   .action(
     async (opts: { items: string; out: string; dim: number; seed: number; minDf: number; powerIterations: number; sublinearTf?: boolean; json?: boolean }) => {
-      const ac = new AbortController();
-      const onSigint = () => ac.abort();
-      process.once('SIGINT', onSigint);
-      try {
+      await withInterrupt(async (signal) => {
         const { json, sublinearTf, ...rest } = opts;
-        const report = await runEmbedText({ ...rest, sublinearTf: sublinearTf === true, progress: process.stderr.isTTY || !json, signal: ac.signal });
+        const report = await runEmbedText({ ...rest, sublinearTf: sublinearTf === true, progress: process.stderr.isTTY || !json, signal });
         console.log(json ? JSON.stringify(report) : formatEmbedTextReport(report));
-      } finally {
-        process.off('SIGINT', onSigint);
-      }
+      });
     },
   );
 
-function finiteNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new CommanderArgumentError(`expected a number, got "${value}"`);
-  return n;
-}
 
 program
   .command('sasrec')
@@ -213,18 +180,16 @@ program
   .option('--json', 'one JSON document on stdout')
   .action(
     async (opts: Omit<RunSasrecTrainOptions, 'progress' | 'signal'> & { json?: boolean }) => {
-      const ac = new AbortController();
-      const onSigint = () => ac.abort();
-      process.once('SIGINT', onSigint);
-      try {
+      await withInterrupt(async (signal) => {
         const { json, ...rest } = opts;
-        const report = await runSasrecTrain({ ...rest, progress: process.stderr.isTTY || !json, signal: ac.signal });
+        const report = await runSasrecTrain({ ...rest, progress: process.stderr.isTTY || !json, signal });
         console.log(json ? JSON.stringify(report) : formatSasrecReport(report));
-      } finally {
-        process.off('SIGINT', onSigint);
-      }
+      });
     },
   );
+
+registerTokenizerCommand(program);
+registerTokenizeCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as Error & { code?: string };

@@ -3,9 +3,8 @@
  * item_emb.npy + metrics.json. Progress (a cli-progress bar per epoch, then one line per epoch) goes
  * to stderr; the report to stdout.
  */
-import { Presets, SingleBar } from 'cli-progress';
-
 import { loadSequences } from '../data/sequences';
+import { EpochBar } from './epochBar';
 import { trainSasrec } from '../sasrec';
 import type { SasrecSettings, SasrecTrainReport } from '../sasrec';
 
@@ -23,8 +22,7 @@ export async function runSasrecTrain(o: RunSasrecTrainOptions): Promise<SasrecTr
   const sequences = await loadSequences(o.sequences, o.signal ? { signal: o.signal } : {});
   const { progress, sequences: _file, out, ...rest } = o;
   void _file;
-  let bar: SingleBar | undefined;
-  let barEpoch = 0;
+  const bar = new EpochBar('sasrec epoch {epoch} [{bar}] {value}/{total} steps | loss {loss} | {rate} rows/s');
   try {
     return await trainSasrec({
       ...rest,
@@ -32,29 +30,17 @@ export async function runSasrecTrain(o: RunSasrecTrainOptions): Promise<SasrecTr
       outDir: out,
       onProgress: (event) => {
         if (!progress) return;
-        if (event.kind === 'step') {
-          if (event.epoch !== barEpoch) {
-            bar?.stop();
-            barEpoch = event.epoch;
-            bar = new SingleBar(
-              { format: `sasrec epoch ${event.epoch} [{bar}] {value}/{total} steps | loss {loss} | {rate} rows/s`, stream: process.stderr, hideCursor: true },
-              Presets.shades_classic,
-            );
-            bar.start(event.steps, 0, { loss: '-', rate: '-' });
-          }
-          bar?.update(event.step, { loss: event.loss.toFixed(4), rate: Math.round(event.samplesPerSecond) });
-        } else {
-          bar?.stop();
-          bar = undefined;
+        if (event.kind === 'step') bar.step(event.epoch, event.step, event.steps, { loss: event.loss.toFixed(4), rate: Math.round(event.samplesPerSecond) });
+        else {
           const m = event.valid.metrics;
-          process.stderr.write(
-            `epoch ${event.epoch}: loss ${event.loss.toFixed(4)} (${event.seconds.toFixed(1)} s), valid HR@10 ${fmt(m['HR@10'])} nDCG@10 ${fmt(m['nDCG@10'])} (${event.evalSeconds.toFixed(1)} s)${event.improved ? ' *' : ''}\n`,
+          bar.line(
+            `epoch ${event.epoch}: loss ${event.loss.toFixed(4)} (${event.seconds.toFixed(1)} s), valid HR@10 ${fmt(m['HR@10'])} nDCG@10 ${fmt(m['nDCG@10'])} (${event.evalSeconds.toFixed(1)} s)${event.improved ? ' *' : ''}`,
           );
         }
       },
     });
   } finally {
-    bar?.stop();
+    bar.stop();
   }
 }
 

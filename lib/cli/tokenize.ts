@@ -34,6 +34,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
 import { CancelledError, InvalidArgumentError } from '../errors';
+import { nonNegativeInt, positiveInt, withInterrupt } from './args';
 import { NpyRowReader, NpyWriter } from '../data/npyStream';
 import { TOKENIZER_MODALITIES, Tokenizer, type TokenizerModalityName } from '../tokenizer/service';
 
@@ -234,17 +235,7 @@ export function formatTokenizeReport(r: TokenizeReport): string {
   ].join('\n');
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new CommanderArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new CommanderArgumentError(`expected an integer >= 0, got "${value}"`);
-  return n;
-}
 
 /**
  * Adds `mmesid tokenize` to `program`.
@@ -277,16 +268,11 @@ export function registerTokenizeCommand(program: Command): Command {
     .option('--json', 'one JSON document on stdout')
     .action(
       async (opts: { tokenizer: string; input: string; modality: TokenizerModalityName; out: string; shard?: Shard; batchRows?: number; threads: number; itemTable?: boolean; json?: boolean }) => {
-        const ac = new AbortController();
-        const onSigint = () => ac.abort();
-        process.once('SIGINT', onSigint);
-        try {
+        await withInterrupt(async (signal) => {
           const { json, itemTable, ...rest } = opts;
-          const report = await runTokenize({ ...rest, itemTable: itemTable === true, progress: process.stderr.isTTY || !json, signal: ac.signal });
+          const report = await runTokenize({ ...rest, itemTable: itemTable === true, progress: process.stderr.isTTY || !json, signal });
           console.log(json ? JSON.stringify(report) : formatTokenizeReport(report));
-        } finally {
-          process.off('SIGINT', onSigint);
-        }
+        });
       },
     );
 }

@@ -17,6 +17,13 @@ function temporaryName(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** sha256 (hex) of a file's bytes, read in 4 MiB chunks. @throws the file system's error */
+export async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 /** Writes `parts` one after another to `file`, atomically. @throws the file system's error */
 export async function writeFileAtomic(file: string, parts: readonly Uint8Array[]): Promise<void> {
   const out = new AtomicFile(file);

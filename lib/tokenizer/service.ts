@@ -22,12 +22,12 @@
  *     tok.dispose();
  *   }
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { CancelledError, DataFormatError, InvalidArgumentError, describe, fromNative } from '../errors';
 import { core } from '../native';
+import { sha256OfFile } from '../data/atomicFile';
 import { loadTensors, type NamedTensor } from '../data/embeddings';
 import { isFloat32Array, optionalInteger, optionalSignal, requireObject } from '../validate';
 import type { NativeTokenizerHandle, NativeTokenizerModality } from '../../typings/native';
@@ -167,12 +167,6 @@ export function expectedTokenizerTensors(manifest: Pick<TokenizerManifest, 'moda
     out.push({ name: `${m.name}.codebooks`, shape: [manifest.levels, manifest.codes, manifest.codeDim] });
   }
   return out;
-}
-
-async function sha256OfFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 function missingFile(dir: string, file: string, error: unknown): never {

@@ -14,6 +14,7 @@ import { CancelledError, DataFormatError, InvalidArgumentError } from '../../lib
 import { kernels } from '../../lib/kernels';
 import { hasTorch, torch } from '../../lib/native';
 import { TOKENIZER_FORMAT, Tokenizer, type TokenizerManifestModality, type TokenizerModalityName } from '../../lib/tokenizer/service';
+import { readInt32Npy, tempFiles } from '../support/npy';
 import { Rng } from '../support/random';
 import { tolerances } from '../support/tolerances';
 
@@ -184,23 +185,6 @@ function readManifest(dir: string): Record<string, unknown> {
 }
 
 /** Reads an int32 2-D .npy written by NpyWriter. */
-function readInt32Npy(file: string): { rows: number; dim: number; data: Int32Array } {
-  const bytes = fs.readFileSync(file);
-  assert.equal(bytes.subarray(1, 6).toString('latin1'), 'NUMPY');
-  const major = bytes[6]!;
-  const headerLength = major === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
-  const start = (major === 1 ? 10 : 12) + headerLength;
-  assert.equal(start % 64, 0, 'header padded to 64 bytes');
-  const header = bytes.subarray(major === 1 ? 10 : 12, start).toString('latin1');
-  assert.match(header, /'descr': '<i4'/);
-  assert.match(header, /'fortran_order': False/);
-  const shape = /'shape': \((\d+), (\d+)\)/.exec(header)!;
-  const rows = Number(shape[1]), dim = Number(shape[2]);
-  assert.equal(bytes.length, start + rows * dim * 4);
-  const data = new Int32Array(rows * dim);
-  new Uint8Array(data.buffer).set(bytes.subarray(start));
-  return { rows, dim, data };
-}
 
 /** Runs `mmesid tokenize ARGS` in this process through a fresh commander program; returns the --json report. */
 async function cli(...args: string[]): Promise<TokenizeReport> {
@@ -218,9 +202,6 @@ async function cli(...args: string[]): Promise<TokenizeReport> {
   return JSON.parse(lines[0]!) as TokenizeReport;
 }
 
-function tempFiles(dir: string): string[] {
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'));
-}
 
 const isInvalid = (argument: string, pattern: RegExp) => (e: unknown) => {
   assert.ok(e instanceof InvalidArgumentError, String(e));
