@@ -38,11 +38,19 @@ void require(bool ok, const std::string& message) {
 
 }  // namespace
 
-at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& b) {
+at::Tensor squared_norms(const at::Tensor& a) {
   c10::NoGradGuard no_grad;
-  const at::Tensor a2 = a.pow(2).sum(1, true);         // [n, 1]
+  return a.pow(2).sum(1, true);
+}
+
+at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& a_norms, const at::Tensor& b) {
+  c10::NoGradGuard no_grad;
   const at::Tensor b2 = b.pow(2).sum(1).unsqueeze(0);  // [1, K]
-  return a2.add(b2).sub(a.matmul(b.t()), 2.0);
+  return a_norms.add(b2).sub(a.matmul(b.t()), 2.0);
+}
+
+at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& b) {
+  return squared_distances(a, squared_norms(a), b);
 }
 
 at::Tensor sinkhorn_assign(const at::Tensor& distances, double epsilon, int64_t iterations) {

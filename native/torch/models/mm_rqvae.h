@@ -86,8 +86,14 @@ struct MmRqvaeQuantized {
 /// @return int64 [B], argmax_k Q[b, k].
 at::Tensor sinkhorn_assign(const at::Tensor& distances, double epsilon, int64_t iterations);
 
-/// Squared Euclidean distances ‖a_i − b_k‖², [n, K] float32, from a [n, e] and b [K, e] (no grad).
+/// Squared Euclidean distances ‖a_i − b_k‖², [n, K] float32, from a [n, e] and b [K, e] (no grad):
+/// ‖a_i‖² + ‖b_k‖² − 2·a_i·b_k.
 at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& b);
+/// The same with ‖a_i‖² given (`a_norms` = squared_norms(a), [n, 1]), for repeated queries against one a:
+/// bit-identical to the two-argument form.
+at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& a_norms, const at::Tensor& b);
+/// ‖a_i‖², float32 [n, 1] (no grad).
+at::Tensor squared_norms(const at::Tensor& a);
 
 /// The parameters of one MM-RQ-VAE, float32 on CPU, each requiring grad.
 class MmRqvae {

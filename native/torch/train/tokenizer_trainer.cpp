@@ -111,16 +111,20 @@ models::MmRqvaeConfig model_config(const TokenizerTrainOptions& o) {
 // ---------------------------------------------------------------- k-means
 
 /// Nearest centroid of every row (ties → lower index). int64 [n].
+at::Tensor nearest(const at::Tensor& x, const at::Tensor& x_norms, const at::Tensor& centroids) {
+  return models::squared_distances(x, x_norms, centroids).argmin(1);
+}
+
 at::Tensor nearest(const at::Tensor& x, const at::Tensor& centroids) {
-  return models::squared_distances(x, centroids).argmin(1);
+  return nearest(x, models::squared_norms(x), centroids);
 }
 
 /// Greedy capacity-respecting assignment: pairs by distance ascending (ties → lower point, then lower
 /// centroid); a pair is taken when its point is free and its centroid has room. Computed lazily — each
 /// free point offers its best remaining centroid through a min-heap — which takes the pairs in exactly
 /// the order of the full sorted pass without sorting all n·K of them.
-at::Tensor constrained_assign(const at::Tensor& x, const at::Tensor& centroids) {
-  const at::Tensor d = models::squared_distances(x, centroids).contiguous();
+at::Tensor constrained_assign(const at::Tensor& x, const at::Tensor& x_norms, const at::Tensor& centroids) {
+  const at::Tensor d = models::squared_distances(x, x_norms, centroids).contiguous();
   const int64_t n = d.size(0), k = d.size(1), capacity = (n + k - 1) / k;
   const auto sorted = d.sort(/*stable=*/true, 1, false);  // per point, ties → lower centroid
   const at::Tensor dist = std::get<0>(sorted).contiguous(), rank = std::get<1>(sorted).contiguous();
@@ -155,12 +159,12 @@ at::Tensor constrained_assign(const at::Tensor& x, const at::Tensor& centroids) 
 }
 
 /// k-means++ seeding from rng: the first centre uniform, each next one with probability ∝ D².
-at::Tensor kmeans_pp(const at::Tensor& x, int64_t k, std::mt19937_64& rng) {
+at::Tensor kmeans_pp(const at::Tensor& x, const at::Tensor& x_norms, int64_t k, std::mt19937_64& rng) {
   const int64_t n = x.size(0);
   std::vector<int64_t> chosen;
   chosen.push_back(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
   at::Tensor best =
-      models::squared_distances(x, x.narrow(0, chosen[0], 1)).squeeze(1).to(at::kDouble).clamp_min(0);
+      models::squared_distances(x, x_norms, x.narrow(0, chosen[0], 1)).squeeze(1).to(at::kDouble).clamp_min(0);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   while (static_cast<int64_t>(chosen.size()) < k) {
     const at::Tensor c = best.contiguous();
@@ -181,7 +185,7 @@ at::Tensor kmeans_pp(const at::Tensor& x, int64_t k, std::mt19937_64& rng) {
       pick = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);  // every point is already a centre
     }
     chosen.push_back(pick);
-    const at::Tensor dist = models::squared_distances(x, x.narrow(0, pick, 1)).squeeze(1).to(at::kDouble);
+    const at::Tensor dist = models::squared_distances(x, x_norms, x.narrow(0, pick, 1)).squeeze(1).to(at::kDouble);
     best = at::minimum(best, dist.clamp_min(0));
   }
   at::Tensor index = at::empty({k}, at::kLong);
@@ -359,11 +363,12 @@ std::pair<at::Tensor, at::Tensor> kmeans(const at::Tensor& x_in, int64_t k, int6
               "kmeans: expected float32 [n, e] with n >= 1 but received ", x_in.sizes());
   TORCH_CHECK(k >= 1, "kmeans: expected k >= 1 but received ", k);
   const at::Tensor x = x_in.contiguous();
-  at::Tensor centroids = kmeans_pp(x, k, rng);
+  const at::Tensor x_norms = models::squared_norms(x);  // reused by every query against x
+  at::Tensor centroids = kmeans_pp(x, x_norms, k, rng);
   at::Tensor assign;
   for (int64_t it = 0; it < iterations; ++it) {
     if (cancelled && cancelled()) throw TokenizerCancelled();
-    const at::Tensor next = constrained ? constrained_assign(x, centroids) : nearest(x, centroids);
+    const at::Tensor next = constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids);
     if (assign.defined() && next.equal(assign)) break;
     assign = next;
     const at::Tensor sums = at::zeros_like(centroids).index_add_(0, assign, x);
@@ -373,7 +378,7 @@ std::pair<at::Tensor, at::Tensor> kmeans(const at::Tensor& x_in, int64_t k, int6
     centroids = at::where(filled, sums.div(counts.clamp_min(1).unsqueeze(1)), centroids);
   }
   // The assignment to the returned centroids (the loop's last one predates its centroid update).
-  return {centroids, constrained ? constrained_assign(x, centroids) : nearest(x, centroids)};
+  return {centroids, constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids)};
 }
 
 TokenizerAdamW::TokenizerAdamW(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
