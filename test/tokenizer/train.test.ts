@@ -151,7 +151,7 @@ describe('tokenizer training (trainTokenizer, mmesid tokenizer train)', function
       [{ llmConfig: path.join(root, 'nowhere'), codeDim: undefined }, /options\.llmConfig/],
     ];
     for (const [patch, message] of cases) {
-      await assert.rejects(trainTokenizer({ ...base, ...patch } as TrainTokenizerOptions), (e: unknown) => e instanceof InvalidArgumentError && message.test(e.message), JSON.stringify(Object.keys(patch)));
+      await assert.rejects(trainTokenizer({ ...base, ...patch }), (e: unknown) => e instanceof InvalidArgumentError && message.test(e.message), JSON.stringify(Object.keys(patch)));
     }
     const poisoned = new Float32Array(collab.data);
     poisoned[5 * collab.dim + 3] = Number.NaN;
