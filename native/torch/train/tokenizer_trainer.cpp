@@ -163,8 +163,10 @@ at::Tensor kmeans_pp(const at::Tensor& x, const at::Tensor& x_norms, int64_t k, 
   const int64_t n = x.size(0);
   std::vector<int64_t> chosen;
   chosen.push_back(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
-  at::Tensor best =
-      models::squared_distances(x, x_norms, x.narrow(0, chosen[0], 1)).squeeze(1).to(at::kDouble).clamp_min(0);
+  at::Tensor best = models::squared_distances(x, x_norms, x.narrow(0, chosen[0], 1))
+                        .squeeze(1)
+                        .to(at::kDouble)
+                        .clamp_min(0);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   while (static_cast<int64_t>(chosen.size()) < k) {
     const at::Tensor c = best.contiguous();
@@ -185,7 +187,8 @@ at::Tensor kmeans_pp(const at::Tensor& x, const at::Tensor& x_norms, int64_t k, 
       pick = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);  // every point is already a centre
     }
     chosen.push_back(pick);
-    const at::Tensor dist = models::squared_distances(x, x_norms, x.narrow(0, pick, 1)).squeeze(1).to(at::kDouble);
+    const at::Tensor dist =
+        models::squared_distances(x, x_norms, x.narrow(0, pick, 1)).squeeze(1).to(at::kDouble);
     best = at::minimum(best, dist.clamp_min(0));
   }
   at::Tensor index = at::empty({k}, at::kLong);
@@ -368,7 +371,8 @@ std::pair<at::Tensor, at::Tensor> kmeans(const at::Tensor& x_in, int64_t k, int6
   at::Tensor assign;
   for (int64_t it = 0; it < iterations; ++it) {
     if (cancelled && cancelled()) throw TokenizerCancelled();
-    const at::Tensor next = constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids);
+    const at::Tensor next =
+        constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids);
     if (assign.defined() && next.equal(assign)) break;
     assign = next;
     const at::Tensor sums = at::zeros_like(centroids).index_add_(0, assign, x);
@@ -378,7 +382,8 @@ std::pair<at::Tensor, at::Tensor> kmeans(const at::Tensor& x_in, int64_t k, int6
     centroids = at::where(filled, sums.div(counts.clamp_min(1).unsqueeze(1)), centroids);
   }
   // The assignment to the returned centroids (the loop's last one predates its centroid update).
-  return {centroids, constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids)};
+  return {centroids,
+          constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids)};
 }
 
 TokenizerAdamW::TokenizerAdamW(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
