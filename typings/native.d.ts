@@ -419,6 +419,8 @@ export interface NativeRqvaeTrainOptions {
   beta: number;
   /** InfoNCE temperature. */
   temperature: number;
+  /** InfoNCE in both directions (default false: collab → other, as the authors' info_nce package). */
+  infonceSymmetric?: boolean;
   /** α of the one Gaussian MMD kernel (default 0.5). */
   mmdAlpha?: number;
   /** Levels assigned by Sinkhorn while training (official: [levels − 1]; [] for none). */

@@ -159,6 +159,7 @@ export function registerTokenizerCommand(program: Command): Command {
     .option('--align-weight <w>', 'weight of the alignment loss', nonNegativeNumber, d.alignWeight)
     .option('--beta <b>', 'commitment weight (the official script ties it to --align-weight)', nonNegativeNumber, d.beta)
     .option('--temperature <t>', 'InfoNCE temperature', positiveNumber, d.temperature)
+    .option('--infonce-symmetric', 'InfoNCE in both directions (default: quantized collab → text/visual, as the authors\' code)')
     .option('--mmd-alpha <a>', 'α of the Gaussian MMD kernel', positiveNumber, d.mmdAlpha)
     .option('--sinkhorn-levels <list>', 'levels (0-based) assigned by Sinkhorn while training, or "none" (default: the last)', sinkhornLevels)
     .option('--sinkhorn-epsilon <e>', 'Sinkhorn ε', positiveNumber, d.sinkhornEpsilon)

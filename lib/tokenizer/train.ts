@@ -74,7 +74,8 @@ export const TOKENIZER_DEFAULTS = Object.freeze({
   reconWeight: 3,
   alignWeight: 0.01,
   beta: 0.01,
-  temperature: 0.07,
+  temperature: 0.1,
+  infonceSymmetric: false,
   mmdAlpha: 0.5,
   sinkhornEpsilon: 0.003,
   sinkhornIterations: 50,
@@ -113,8 +114,10 @@ export interface TokenizerSettings {
   alignWeight?: number;
   /** Commitment weight β (the official script uses the alignment weight). Default 0.01. */
   beta?: number;
-  /** InfoNCE temperature. Default 0.07. */
+  /** InfoNCE temperature. Default 0.1 (the info_nce package the authors use). */
   temperature?: number;
+  /** InfoNCE in both directions; default false: quantized collab is the query, the other modality the key (the authors' code). */
+  infonceSymmetric?: boolean;
   /** α of the Gaussian MMD kernel (σ² = α · mean pairwise squared distance). Default 0.5. */
   mmdAlpha?: number;
   /** Levels (0-based) assigned by Sinkhorn while training. Default [levels − 1]; [] for none. */
@@ -322,6 +325,7 @@ export async function trainTokenizer(options: TrainTokenizerOptions): Promise<To
   const alignWeight = numberIn(o.alignWeight, 'options.alignWeight', d.alignWeight, 0, false);
   const beta = numberIn(o.beta, 'options.beta', d.beta, 0, false);
   const temperature = numberIn(o.temperature, 'options.temperature', d.temperature, 0, true);
+  const infonceSymmetric = optionalBoolean(o.infonceSymmetric, 'options.infonceSymmetric', d.infonceSymmetric);
   const mmdAlpha = numberIn(o.mmdAlpha, 'options.mmdAlpha', d.mmdAlpha, 0, true);
   const sinkhornLevels = integerList(o.sinkhornLevels, 'options.sinkhornLevels', [levels - 1], 0, levels - 1, true);
   if (new Set(sinkhornLevels).size !== sinkhornLevels.length) throw new InvalidArgumentError('options.sinkhornLevels', 'distinct levels', o.sinkhornLevels);
@@ -346,13 +350,13 @@ export async function trainTokenizer(options: TrainTokenizerOptions): Promise<To
   const onProgress = o.onProgress as TrainTokenizerOptions['onProgress'];
 
   const settings: ResolvedTokenizerSettings = {
-    hidden, levels, codes, codeDim, codeDimSource, recon, align, reconWeight, alignWeight, beta, temperature, mmdAlpha,
+    hidden, levels, codes, codeDim, codeDimSource, recon, align, reconWeight, alignWeight, beta, temperature, infonceSymmetric, mmdAlpha,
     sinkhornLevels, sinkhornEpsilon, sinkhornIterations, kmeansInit, kmeansIterations, lr, weightDecay, batchSize,
     epochs, patience, seed, threads, tauPairs, tauSeed,
   };
   const native: NativeRqvaeTrainOptions = {
     tables: Object.fromEntries(tables.map(({ name, table }) => [name, { data: table.data, rows: table.rows, dim: table.dim }])),
-    hidden, levels, codes, codeDim, recon, align, reconWeight, alignWeight, beta, temperature, mmdAlpha,
+    hidden, levels, codes, codeDim, recon, align, reconWeight, alignWeight, beta, temperature, infonceSymmetric, mmdAlpha,
     sinkhornLevels, sinkhornEpsilon, sinkhornIterations, kmeansInit, kmeansIterations, lr, weightDecay, batchSize,
     epochs, patience, seed, threads,
     ...(checkpoint === undefined ? {} : { checkpoint, resume }),

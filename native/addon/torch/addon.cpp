@@ -23,6 +23,7 @@
 #include "addon/common/napi_util.h"
 #include "addon/torch/tokenize_bench_exports.h"
 #include "addon/torch/tokenizer_exports.h"
+#include "addon/torch/training_job.h"
 #include "gemm.h"
 #include "torch/bench/composites.h"
 #include "torch/bench/sasrec_bench.h"
@@ -275,29 +276,17 @@ Napi::Value Composite(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- SASRec training (own thread + TSFN)
 
-/// One training run shared by the JS handle (cancel), the training thread and the TSFN finalizer.
-struct SasrecJob {
-  std::atomic<bool> cancel{false};
-  Napi::Promise::Deferred deferred;
-  Napi::ThreadSafeFunction progress;
-  std::thread thread;
-  train::SasrecTrainOptions options;
-  int previous_threads = 1;  // ATen threads of the main thread when the run started
-  train::SasrecTrainResult result;
-  bool failed = false;
-  std::string error_code, error_message;
-  explicit SasrecJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-/// Only one SASRec training per process: ATen's default generator (seeded by the run) is process-wide.
-std::atomic<bool> g_sasrec_busy{false};
-
-/// A progress event crossing to the main thread (owned by the TSFN call).
+/// A progress event crossing to the main thread.
 struct SasrecEvent {
   bool is_epoch = false;
   train::SasrecStep step{};
   train::SasrecEpoch epoch{};
 };
+
+using SasrecJob = TrainingJob<train::SasrecTrainOptions, train::SasrecTrainResult, SasrecEvent>;
+
+/// Only one SASRec training per process: ATen's default generator (seeded by the run) is process-wide.
+std::atomic<bool> g_sasrec_busy{false};
 
 Napi::Object metrics_object(Napi::Env env, const train::SasrecMetrics& m) {
   Napi::Object out = Napi::Object::New(env);
@@ -325,58 +314,29 @@ Napi::Object epoch_object(Napi::Env env, const train::SasrecEpoch& e) {
   return out;
 }
 
-void deliver_event(Napi::Env env, Napi::Function callback, SasrecEvent* raw) {
-  std::unique_ptr<SasrecEvent> event(raw);
-  if (env == nullptr || callback.IsEmpty()) return;
-  Napi::Object out;
-  if (event->is_epoch) {
-    out = epoch_object(env, event->epoch);
+Napi::Object sasrec_event_to_js(Napi::Env env, const SasrecEvent& event) {
+  if (event.is_epoch) {
+    Napi::Object out = epoch_object(env, event.epoch);
     out.Set("kind", "epoch");
-  } else {
-    out = Napi::Object::New(env);
-    out.Set("kind", "step");
-    out.Set("epoch", Napi::Number::New(env, static_cast<double>(event->step.epoch)));
-    out.Set("step", Napi::Number::New(env, static_cast<double>(event->step.step)));
-    out.Set("steps", Napi::Number::New(env, static_cast<double>(event->step.steps)));
-    out.Set("loss", Napi::Number::New(env, event->step.loss));
-    out.Set("samplesPerSecond", Napi::Number::New(env, event->step.samples_per_second));
+    return out;
   }
-  try {
-    callback.Call({out});
-  } catch (const Napi::Error&) {
-    // A throwing progress callback must not end the process; the TS facade never passes one.
-  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kind", "step");
+  out.Set("epoch", Napi::Number::New(env, static_cast<double>(event.step.epoch)));
+  out.Set("step", Napi::Number::New(env, static_cast<double>(event.step.step)));
+  out.Set("steps", Napi::Number::New(env, static_cast<double>(event.step.steps)));
+  out.Set("loss", Napi::Number::New(env, event.step.loss));
+  out.Set("samplesPerSecond", Napi::Number::New(env, event.step.samples_per_second));
+  return out;
 }
 
-/// Settles the promise on the main thread once the training thread released the TSFN.
-void finish_sasrec(Napi::Env env, const std::shared_ptr<SasrecJob>& job) {
-  if (job->thread.joinable()) job->thread.join();
-  g_sasrec_busy.store(false);
-  Napi::HandleScope scope(env);
-  if (job->failed) {
-    job->deferred.Reject(make_error(env, job->error_code, job->error_message).Value());
-    return;
-  }
-  const train::SasrecTrainResult& r = job->result;
+/// The resolved value of a finished run (typings: NativeSasrecResult).
+Napi::Value sasrec_result_to_js(Napi::Env env, const train::SasrecTrainResult& r) {
   Napi::Object out = Napi::Object::New(env);
   Napi::Float32Array emb = Napi::Float32Array::New(env, r.item_emb.size());
   if (!r.item_emb.empty()) std::memcpy(emb.Data(), r.item_emb.data(), r.item_emb.size() * sizeof(float));
   out.Set("itemEmbeddings", emb);
-  Napi::Array parameters = Napi::Array::New(env, r.parameters.size());
-  for (size_t i = 0; i < r.parameters.size(); ++i) {
-    const auto& [name, t] = r.parameters[i];
-    Napi::Object entry = Napi::Object::New(env);
-    entry.Set("name", name);
-    Napi::Array shape = Napi::Array::New(env, static_cast<size_t>(t.dim()));
-    for (int64_t d = 0; d < t.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(t.size(d)));
-    entry.Set("shape", shape);
-    Napi::Float32Array data = Napi::Float32Array::New(env, static_cast<size_t>(t.numel()));
-    if (t.numel() > 0)
-      std::memcpy(data.Data(), t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float));
-    entry.Set("data", data);
-    parameters.Set(static_cast<uint32_t>(i), entry);
-  }
-  out.Set("parameters", parameters);
+  out.Set("parameters", named_tensors_to_js(env, r.parameters));
   Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
   for (size_t i = 0; i < r.epochs.size(); ++i)
     epochs.Set(static_cast<uint32_t>(i), epoch_object(env, r.epochs[i]));
@@ -390,50 +350,15 @@ void finish_sasrec(Napi::Env env, const std::shared_ptr<SasrecJob>& job) {
   for (size_t i = 0; i < train::sasrec_ks().size(); ++i)
     ks.Set(static_cast<uint32_t>(i), train::sasrec_ks()[i]);
   out.Set("ks", ks);
-  job->deferred.Resolve(out);
+  return out;
 }
 
-void run_sasrec(const std::shared_ptr<SasrecJob>& job) {
+train::SasrecTrainResult run_sasrec(SasrecJob& job) {
   train::SasrecCallbacks cb;
-  cb.cancelled = [job] { return job->cancel.load(std::memory_order_relaxed); };
-  cb.on_step = [job](const train::SasrecStep& s) {
-    auto* e = new SasrecEvent();
-    e->step = s;
-    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
-  };
-  cb.on_epoch = [job](const train::SasrecEpoch& s) {
-    auto* e = new SasrecEvent();
-    e->is_epoch = true;
-    e->epoch = s;
-    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
-  };
-  auto fail = [&](const char* code, std::string message) {
-    job->failed = true;
-    job->error_code = code;
-    job->error_message = std::move(message);
-  };
-  // train_sasrec sets ATen's thread count, which is partly process-wide (the count new threads start
-  // with); put back what the process had so the other exports keep their setting.
-  struct RestoreThreads {
-    int threads;
-    ~RestoreThreads() { at::set_num_threads(threads); }
-  } restore{job->previous_threads};
-  try {
-    job->result = train::train_sasrec(job->options, cb);
-  } catch (const train::TrainingCancelled& e) {
-    fail(kCodeCancelled, e.what());
-  } catch (const c10::Error& e) {
-    fail(kCodeNative, e.what_without_backtrace());
-  } catch (const std::invalid_argument& e) {
-    fail(kCodeInvalidArgument, e.what());
-  } catch (const std::bad_alloc&) {
-    fail(kCodeOutOfMemory, "out of memory while training SASRec");
-  } catch (const std::exception& e) {
-    fail(kCodeNative, e.what());
-  } catch (...) {
-    fail(kCodeNative, "unknown native exception while training SASRec");
-  }
-  job->progress.Release();
+  cb.cancelled = [&job] { return job.cancelled(); };
+  cb.on_step = [&job](const train::SasrecStep& s) { job.post(SasrecEvent{false, s, {}}); };
+  cb.on_epoch = [&job](const train::SasrecEpoch& e) { job.post(SasrecEvent{true, {}, e}); };
+  return train::train_sasrec(job.options, cb);
 }
 
 /// sasrecTrain(options, onProgress) → { promise, cancel() }. Training runs on a thread of its own (not
@@ -471,37 +396,9 @@ Napi::Value SasrecTrain(const Napi::CallbackInfo& info) {
     t.checkpoint = checkpoint.As<Napi::String>().Utf8Value();
   }
   t.resume = r.boolean_or("resume", false);
-  job->previous_threads = at::get_num_threads();
   if (t.offsets.empty()) throw Napi::TypeError::New(env, "Expected a non-empty offsets array");
-  bool expected = false;
-  if (!g_sasrec_busy.compare_exchange_strong(expected, true)) {
-    throw make_error(env, kCodeNative, "a SASRec training is already running in this process");
-  }
-  try {
-    job->progress = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "mmesid.sasrec", 0, 1,
-                                                  [job](Napi::Env fenv) { finish_sasrec(fenv, job); });
-  } catch (...) {
-    g_sasrec_busy.store(false);
-    throw;
-  }
-  try {
-    job->thread = std::thread(run_sasrec, job);
-  } catch (const std::exception& e) {
-    job->failed = true;
-    job->error_code = kCodeNative;
-    job->error_message = std::string("could not start the training thread: ") + e.what();
-    job->progress.Release();
-  }
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("promise", job->deferred.Promise());
-  handle.Set("cancel", Napi::Function::New(
-                           env,
-                           [job](const Napi::CallbackInfo& ci) {
-                             job->cancel.store(true);
-                             return ci.Env().Undefined();
-                           },
-                           "cancel"));
-  return handle;
+  return SasrecJob::start(env, info[1].As<Napi::Function>(), job, g_sasrec_busy, "SASRec", run_sasrec,
+                          sasrec_event_to_js, sasrec_result_to_js);
 }
 
 // ---------------------------------------------------------------- SASRec scoring (trained weights)

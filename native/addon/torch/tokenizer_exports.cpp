@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "addon/common/napi_util.h"
+#include "addon/torch/training_job.h"
 #include "kernels/common.h"
 #include "torch/models/mm_rqvae.h"
 #include "torch/train/tokenizer_trainer.h"
@@ -140,19 +141,6 @@ Napi::Value rejected(Napi::Env env, const std::string& message) {
 
 // ---------------------------------------------------------------- training (own thread + TSFN)
 
-struct TokenizerJob {
-  std::atomic<bool> cancel{false};
-  Napi::Promise::Deferred deferred;
-  Napi::ThreadSafeFunction progress;
-  std::thread thread;
-  train::TokenizerTrainOptions options;
-  int previous_threads = 1;
-  train::TokenizerTrainResult result;
-  bool failed = false;
-  std::string error_code, error_message;
-  explicit TokenizerJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
 /// One training per process: ATen's default generator (seeded by the run) is process-wide.
 std::atomic<bool> g_tokenizer_busy{false};
 
@@ -161,6 +149,8 @@ struct TokenizerEvent {
   train::TokenizerStep step{};
   train::TokenizerEpoch epoch{};
 };
+
+using TokenizerJob = TrainingJob<train::TokenizerTrainOptions, train::TokenizerTrainResult, TokenizerEvent>;
 
 Napi::Object epoch_object(Napi::Env env, const train::TokenizerEpoch& e) {
   Napi::Object out = Napi::Object::New(env);
@@ -174,30 +164,23 @@ Napi::Object epoch_object(Napi::Env env, const train::TokenizerEpoch& e) {
   return out;
 }
 
-void deliver_event(Napi::Env env, Napi::Function callback, TokenizerEvent* raw) {
-  std::unique_ptr<TokenizerEvent> event(raw);
-  if (env == nullptr || callback.IsEmpty()) return;
-  Napi::Object out;
-  if (event->is_epoch) {
-    out = epoch_object(env, event->epoch);
+Napi::Object tokenizer_event_to_js(Napi::Env env, const TokenizerEvent& event) {
+  if (event.is_epoch) {
+    Napi::Object out = epoch_object(env, event.epoch);
     out.Set("kind", "epoch");
-  } else {
-    const train::TokenizerStep& s = event->step;
-    out = Napi::Object::New(env);
-    out.Set("kind", "step");
-    out.Set("epoch", Napi::Number::New(env, static_cast<double>(s.epoch)));
-    out.Set("step", Napi::Number::New(env, static_cast<double>(s.step)));
-    out.Set("steps", Napi::Number::New(env, static_cast<double>(s.steps)));
-    out.Set("loss", Napi::Number::New(env, s.loss));
-    out.Set("recon", Napi::Number::New(env, s.recon));
-    out.Set("align", Napi::Number::New(env, s.align));
-    out.Set("rq", Napi::Number::New(env, s.rq));
+    return out;
   }
-  try {
-    callback.Call({out});
-  } catch (const Napi::Error&) {
-    // A throwing progress callback must not end the process; the TS facade never passes one.
-  }
+  const train::TokenizerStep& s = event.step;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kind", "step");
+  out.Set("epoch", Napi::Number::New(env, static_cast<double>(s.epoch)));
+  out.Set("step", Napi::Number::New(env, static_cast<double>(s.step)));
+  out.Set("steps", Napi::Number::New(env, static_cast<double>(s.steps)));
+  out.Set("loss", Napi::Number::New(env, s.loss));
+  out.Set("recon", Napi::Number::New(env, s.recon));
+  out.Set("align", Napi::Number::New(env, s.align));
+  out.Set("rq", Napi::Number::New(env, s.rq));
+  return out;
 }
 
 Napi::Float32Array float_array(Napi::Env env, const float* data, size_t count) {
@@ -206,28 +189,10 @@ Napi::Float32Array float_array(Napi::Env env, const float* data, size_t count) {
   return a;
 }
 
-void finish_training(Napi::Env env, const std::shared_ptr<TokenizerJob>& job) {
-  if (job->thread.joinable()) job->thread.join();
-  g_tokenizer_busy.store(false);
-  Napi::HandleScope scope(env);
-  if (job->failed) {
-    job->deferred.Reject(make_error(env, job->error_code, job->error_message).Value());
-    return;
-  }
-  const train::TokenizerTrainResult& r = job->result;
+/// The resolved value of a finished run (typings: NativeRqvaeResult).
+Napi::Value tokenizer_result_to_js(Napi::Env env, const train::TokenizerTrainResult& r) {
   Napi::Object out = Napi::Object::New(env);
-  Napi::Array parameters = Napi::Array::New(env, r.parameters.size());
-  for (size_t i = 0; i < r.parameters.size(); ++i) {
-    const auto& [name, t] = r.parameters[i];
-    Napi::Object entry = Napi::Object::New(env);
-    entry.Set("name", name);
-    Napi::Array shape = Napi::Array::New(env, static_cast<size_t>(t.dim()));
-    for (int64_t d = 0; d < t.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(t.size(d)));
-    entry.Set("shape", shape);
-    entry.Set("data", float_array(env, t.data_ptr<float>(), static_cast<size_t>(t.numel())));
-    parameters.Set(static_cast<uint32_t>(i), entry);
-  }
-  out.Set("parameters", parameters);
+  out.Set("parameters", named_tensors_to_js(env, r.parameters));
   Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
   for (size_t i = 0; i < r.epochs.size(); ++i)
     epochs.Set(static_cast<uint32_t>(i), epoch_object(env, r.epochs[i]));
@@ -249,49 +214,15 @@ void finish_training(Napi::Env env, const std::shared_ptr<TokenizerJob>& job) {
     mods.Set(static_cast<uint32_t>(i), entry);
   }
   out.Set("modalities", mods);
-  job->deferred.Resolve(out);
+  return out;
 }
 
-void run_training(const std::shared_ptr<TokenizerJob>& job) {
+train::TokenizerTrainResult run_training(TokenizerJob& job) {
   train::TokenizerCallbacks cb;
-  cb.cancelled = [job] { return job->cancel.load(std::memory_order_relaxed); };
-  cb.on_step = [job](const train::TokenizerStep& s) {
-    auto* e = new TokenizerEvent();
-    e->step = s;
-    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
-  };
-  cb.on_epoch = [job](const train::TokenizerEpoch& s) {
-    auto* e = new TokenizerEvent();
-    e->is_epoch = true;
-    e->epoch = s;
-    if (job->progress.NonBlockingCall(e, deliver_event) != napi_ok) delete e;
-  };
-  auto fail = [&](const char* code, std::string message) {
-    job->failed = true;
-    job->error_code = code;
-    job->error_message = std::move(message);
-  };
-  // train_tokenizer sets ATen's thread count, partly process-wide: put back what the process had.
-  struct RestoreThreads {
-    int threads;
-    ~RestoreThreads() { at::set_num_threads(threads); }
-  } restore{job->previous_threads};
-  try {
-    job->result = train::train_tokenizer(job->options, cb);
-  } catch (const train::TokenizerCancelled& e) {
-    fail(kCodeCancelled, e.what());
-  } catch (const c10::Error& e) {
-    fail(kCodeNative, e.what_without_backtrace());
-  } catch (const std::invalid_argument& e) {
-    fail(kCodeInvalidArgument, e.what());
-  } catch (const std::bad_alloc&) {
-    fail(kCodeOutOfMemory, "out of memory while training the tokenizer");
-  } catch (const std::exception& e) {
-    fail(kCodeNative, e.what());
-  } catch (...) {
-    fail(kCodeNative, "unknown native exception while training the tokenizer");
-  }
-  job->progress.Release();
+  cb.cancelled = [&job] { return job.cancelled(); };
+  cb.on_step = [&job](const train::TokenizerStep& s) { job.post(TokenizerEvent{false, s, {}}); };
+  cb.on_epoch = [&job](const train::TokenizerEpoch& e) { job.post(TokenizerEvent{true, {}, e}); };
+  return train::train_tokenizer(job.options, cb);
 }
 
 /// tokenizerTrain(options, onProgress) → { promise, cancel() } (typings: NativeRqvaeTrainOptions).
@@ -334,6 +265,7 @@ Napi::Value TokenizerTrain(const Napi::CallbackInfo& info) {
   t.loss.align_weight = r.number("alignWeight");
   t.loss.beta = r.number("beta");
   t.loss.temperature = r.number("temperature");
+  t.loss.infonce_symmetric = r.boolean_or("infonceSymmetric", false);
   t.loss.mmd_alpha = number_or(o, "mmdAlpha", 0.5);
   t.loss.sinkhorn_levels = integers(o, "sinkhornLevels");
   t.loss.sinkhorn_epsilon = r.number("sinkhornEpsilon");
@@ -353,35 +285,8 @@ Napi::Value TokenizerTrain(const Napi::CallbackInfo& info) {
     t.checkpoint = checkpoint.As<Napi::String>().Utf8Value();
   }
   t.resume = r.boolean_or("resume", false);
-  job->previous_threads = at::get_num_threads();
-  bool expected = false;
-  if (!g_tokenizer_busy.compare_exchange_strong(expected, true))
-    throw make_error(env, kCodeNative, "a tokenizer training is already running in this process");
-  try {
-    job->progress = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "mmesid.tokenizer", 0, 1,
-                                                  [job](Napi::Env fenv) { finish_training(fenv, job); });
-  } catch (...) {
-    g_tokenizer_busy.store(false);
-    throw;
-  }
-  try {
-    job->thread = std::thread(run_training, job);
-  } catch (const std::exception& e) {
-    job->failed = true;
-    job->error_code = kCodeNative;
-    job->error_message = std::string("could not start the training thread: ") + e.what();
-    job->progress.Release();
-  }
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("promise", job->deferred.Promise());
-  handle.Set("cancel", Napi::Function::New(
-                           env,
-                           [job](const Napi::CallbackInfo& ci) {
-                             job->cancel.store(true);
-                             return ci.Env().Undefined();
-                           },
-                           "cancel"));
-  return handle;
+  return TokenizerJob::start(env, info[1].As<Napi::Function>(), job, g_tokenizer_busy, "tokenizer",
+                             run_training, tokenizer_event_to_js, tokenizer_result_to_js);
 }
 
 // ---------------------------------------------------------------- inference and probes

@@ -244,9 +244,10 @@ MmRqvaeLosses MmRqvae::loss(const std::vector<at::Tensor>& xs, const MmRqvaeLoss
   }
   if (cfg.align != "none" && modality_index("collab") == 0) {
     for (int64_t m = 1; m < modalities(); ++m) {
-      const at::Tensor a = cfg.align == "infonce"
-                               ? torch_ops::info_nce(quantized[0], quantized[m], cfg.temperature, true)
-                               : torch_ops::mmd_gaussian(quantized[0], quantized[m], bandwidth);
+      const at::Tensor a =
+          cfg.align == "infonce"
+              ? torch_ops::info_nce(quantized[0], quantized[m], cfg.temperature, cfg.infonce_symmetric)
+              : torch_ops::mmd_gaussian(quantized[0], quantized[m], bandwidth);
       align_sum = align_sum.defined() ? align_sum.add(a) : a;
     }
   }

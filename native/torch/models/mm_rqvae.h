@@ -12,7 +12,8 @@
 //   rq_m   = mean_l [ mse(q_l, r_l.detach()) + β·mse(q_l.detach(), r_l) ]   (codebook + β·commitment)
 //   recon_m = MMD(x̂, x) (one Gaussian kernel, α = 0.5, bandwidth relative to the batch) or mse(x̂, x)
 // align = Σ over the present pairs (collab, text), (collab, visual) of InfoNCE(z_q_ste[collab],
-//         z_q_ste[other]) (symmetric, temperature τ) or MMD between them, or nothing.
+//         z_q_ste[other]) (collab → other, as the info_nce package the authors use, or symmetric;
+//         temperature τ) or MMD between them, or nothing.
 // total = recon_weight·Σ_m recon_m + align_weight·align + Σ_m rq_m.
 //
 // Difference from LC-Rec, on purpose: LC-Rec subtracts the straight-through x_res from the residual,
@@ -56,9 +57,10 @@ struct MmRqvaeLossConfig {
   std::string align = "infonce";  ///< "infonce" | "mmd" | "none"
   double recon_weight = 3.0;
   double align_weight = 0.01;
-  double beta = 0.01;         ///< commitment weight (tied to align_weight in the authors' script)
-  double temperature = 0.07;  ///< InfoNCE τ
-  double mmd_alpha = 0.5;     ///< the one Gaussian kernel's α (σ² = α · mean pairwise sq. distance)
+  double beta = 0.01;              ///< commitment weight (tied to align_weight in the authors' script)
+  double temperature = 0.1;        ///< InfoNCE τ (the info_nce package's default, used by the authors)
+  bool infonce_symmetric = false;  ///< average collab → other and other → collab
+  double mmd_alpha = 0.5;          ///< the one Gaussian kernel's α (σ² = α · mean pairwise sq. distance)
   std::vector<int64_t> sinkhorn_levels;  ///< levels assigned by Sinkhorn while training (official: {L−1})
   double sinkhorn_epsilon = 0.003;
   int64_t sinkhorn_iterations = 50;

@@ -84,7 +84,7 @@ SasrecMetrics evaluate(const models::Sasrec& model, const Data& data, int drop, 
   std::vector<double> sums(eval::sums_length(num_ks), 0.0);
   const int64_t total = static_cast<int64_t>(data.eval_users.size());
   for (int64_t start = 0; start < total; start += data.o.eval_batch_size) {
-    if (cb.cancelled && cb.cancelled()) throw TrainingCancelled();
+    if (cb.cancelled && cb.cancelled()) throw TrainingCancelled("sasrec training was cancelled");
     const int64_t batch = std::min(data.o.eval_batch_size, total - start);
     at::Tensor x = at::zeros({batch, max_len}, at::kLong);
     int64_t* xp = x.data_ptr<int64_t>();
@@ -425,7 +425,7 @@ SasrecTrainResult train_sasrec(const SasrecTrainOptions& o, const SasrecCallback
     const auto start = Clock::now();
     double loss_sum = 0.0;
     for (int64_t step = 0; step < steps; ++step) {
-      if (cb.cancelled && cb.cancelled()) throw TrainingCancelled();
+      if (cb.cancelled && cb.cancelled()) throw TrainingCancelled("sasrec training was cancelled");
       const int64_t first = step * o.batch_size, batch = std::min(o.batch_size, rows - first);
       const double value = stepper.step(make_batch(data, order, first, batch, o.model.max_len, bce, rng));
       TORCH_CHECK(std::isfinite(value), "sasrec: the training loss became non-finite at epoch ", epoch,

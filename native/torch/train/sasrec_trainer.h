@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "torch/models/sasrec.h"
+#include "torch/train/cancelled.h"
 
 namespace mmesid::train {
 
@@ -155,12 +156,6 @@ class SasrecStepper {
   models::Sasrec& model_;
   SasrecAdam adam_;
   bool bce_;
-};
-
-/// Thrown when `cancelled()` returned true.
-class TrainingCancelled : public std::runtime_error {
- public:
-  TrainingCancelled() : std::runtime_error("sasrec training was cancelled") {}
 };
 
 /// Trains, validating after each epoch; restores the best epoch's weights, evaluates them on the test

@@ -253,7 +253,8 @@ std::string fingerprint(const TokenizerTrainOptions& o) {
   const auto& l = o.loss;
   s << " levels=" << o.levels << " codes=" << o.codes << " codeDim=" << o.code_dim << " recon=" << l.recon
     << " align=" << l.align << " reconWeight=" << l.recon_weight << " alignWeight=" << l.align_weight
-    << " beta=" << l.beta << " temperature=" << l.temperature << " mmdAlpha=" << l.mmd_alpha << " sinkhorn=";
+    << " beta=" << l.beta << " temperature=" << l.temperature << " symmetric=" << l.infonce_symmetric
+    << " mmdAlpha=" << l.mmd_alpha << " sinkhorn=";
   for (int64_t v : l.sinkhorn_levels) s << v << ",";
   s << " epsilon=" << l.sinkhorn_epsilon << " iterations=" << l.sinkhorn_iterations
     << " kmeansInit=" << o.kmeans_init << " kmeansIterations=" << o.kmeans_iterations << " lr=" << o.lr

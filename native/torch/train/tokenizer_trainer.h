@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "torch/models/mm_rqvae.h"
+#include "torch/train/cancelled.h"
 
 namespace mmesid::train {
 
@@ -123,9 +124,9 @@ class TokenizerAdamW {
 };
 
 /// Thrown when `cancelled()` returned true.
-class TokenizerCancelled : public std::runtime_error {
+class TokenizerCancelled : public TrainingCancelled {
  public:
-  TokenizerCancelled() : std::runtime_error("tokenizer training was cancelled") {}
+  TokenizerCancelled() : TrainingCancelled("tokenizer training was cancelled") {}
 };
 
 /// k-means of the rows of x [n, e] float32 into k centroids (n >= 1; when n < k some centroids repeat).
