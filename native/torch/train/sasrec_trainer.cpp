@@ -330,36 +330,6 @@ bool load_checkpoint(const SasrecTrainOptions& o, models::Sasrec& model, SasrecA
 
 }  // namespace
 
-SasrecAdam::SasrecAdam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr) : lr_(lr) {
-  for (const auto& [name, p] : params) {
-    params_.push_back(p);
-    m_.push_back(at::zeros_like(p));
-    v_.push_back(at::zeros_like(p));
-  }
-}
-
-void SasrecAdam::step() {
-  c10::NoGradGuard no_grad;
-  ++t_;
-  const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(t_));
-  const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(t_));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& p = params_[i];
-    const at::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    m_[i].mul_(kBeta1).add_(g, 1.0 - kBeta1);
-    v_[i].mul_(kBeta2).addcmul_(g, g, 1.0 - kBeta2);
-    const at::Tensor denom = v_[i].sqrt().div_(std::sqrt(bc2)).add_(kEps);
-    p.addcdiv_(m_[i], denom, -lr_ / bc1);
-  }
-}
-
-void SasrecAdam::zero_grad() {
-  for (at::Tensor& p : params_) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
-  }
-}
-
 at::Tensor sasrec_loss(const models::Sasrec& model, const SasrecBatch& batch, bool bce) {
   const int64_t d = model.config().dim, num_items = model.config().num_items;
   const at::Tensor h = model.forward(batch.x, true);  // [B, L, d]

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "torch/models/sasrec.h"
+#include "torch/train/adamw.h"
 #include "torch/train/cancelled.h"
 
 namespace mmesid::train {
@@ -106,28 +107,12 @@ struct SasrecCallbacks {
   std::function<bool()> cancelled;  ///< polled between steps and evaluation batches
 };
 
-/// Adam (Kingma & Ba) over a fixed list of float32 parameters, written out on ATen so that no torch::optim
-/// header is needed: β = (0.9, 0.98), ε = 1e-8, no weight decay; bias-corrected as
-/// p −= lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). Moments m, v have each parameter's shape; t counts steps.
-class SasrecAdam {
+/// SASRec's optimizer: Adam (AdamW without decay), β = (0.9, 0.98), ε = 1e-8 (the reference SASRec's).
+class SasrecAdam : public AdamW {
  public:
-  /// Zero moments for every parameter (the tensors are shared, not copied). @param lr learning rate > 0.
-  SasrecAdam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr);
-
-  /// One update from the parameters' current .grad() (parameters without a gradient are skipped).
-  void step();
-  /// Zeroes every defined gradient in place (keeps the buffers).
-  void zero_grad();
-
-  std::vector<at::Tensor>& m() { return m_; }
-  std::vector<at::Tensor>& v() { return v_; }
-  int64_t& t() { return t_; }
-
- private:
-  static constexpr double kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-8;
-  std::vector<at::Tensor> params_, m_, v_;
-  double lr_;
-  int64_t t_ = 0;
+  /// @param lr learning rate > 0
+  SasrecAdam(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr)
+      : AdamW(params, AdamWConfig{lr, 0.0, 0.9, 0.98, 1e-8}) {}
 };
 
 /// One training batch, int64 [B, L] each, left-padded with 0: input items x, positive targets pos, and

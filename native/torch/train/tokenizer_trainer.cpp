@@ -387,39 +387,6 @@ std::pair<at::Tensor, at::Tensor> kmeans(const at::Tensor& x_in, int64_t k, int6
           constrained ? constrained_assign(x, x_norms, centroids) : nearest(x, x_norms, centroids)};
 }
 
-TokenizerAdamW::TokenizerAdamW(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
-                               double weight_decay)
-    : lr_(lr), weight_decay_(weight_decay) {
-  for (const auto& [name, p] : params) {
-    params_.push_back(p);
-    m_.push_back(at::zeros_like(p));
-    v_.push_back(at::zeros_like(p));
-  }
-}
-
-void TokenizerAdamW::step() {
-  c10::NoGradGuard no_grad;
-  ++t_;
-  const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(t_));
-  const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(t_));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& p = params_[i];
-    const at::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    if (weight_decay_ != 0.0) p.mul_(1.0 - lr_ * weight_decay_);
-    m_[i].mul_(kBeta1).add_(g, 1.0 - kBeta1);
-    v_[i].mul_(kBeta2).addcmul_(g, g, 1.0 - kBeta2);
-    const at::Tensor denom = v_[i].sqrt().div_(std::sqrt(bc2)).add_(kEps);
-    p.addcdiv_(m_[i], denom, -lr_ / bc1);
-  }
-}
-
-void TokenizerAdamW::zero_grad() {
-  for (at::Tensor& p : params_) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
-  }
-}
-
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o, const TokenizerCallbacks& cb) {
   validate(o);
   at::set_num_threads(std::max(1, o.threads));

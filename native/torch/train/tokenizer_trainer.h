@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "torch/models/mm_rqvae.h"
+#include "torch/train/adamw.h"
 #include "torch/train/cancelled.h"
 
 namespace mmesid::train {
@@ -102,25 +103,12 @@ struct TokenizerCallbacks {
   std::function<bool()> cancelled;  ///< polled between steps and k-means iterations
 };
 
-/// AdamW over a fixed list of float32 parameters, on ATen (no torch::optim): per step t,
-/// p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
-/// p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε), β = (0.9, 0.999), ε = 1e-8.
-class TokenizerAdamW {
+/// The tokenizer's optimizer: AdamW with torch.optim.AdamW's β = (0.9, 0.999), ε = 1e-8.
+class TokenizerAdamW : public AdamW {
  public:
   TokenizerAdamW(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
-                 double weight_decay);
-  /// One update from the parameters' .grad() (parameters without a gradient are skipped).
-  void step();
-  void zero_grad();
-  std::vector<at::Tensor>& m() { return m_; }
-  std::vector<at::Tensor>& v() { return v_; }
-  int64_t& t() { return t_; }
-
- private:
-  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
-  std::vector<at::Tensor> params_, m_, v_;
-  double lr_, weight_decay_;
-  int64_t t_ = 0;
+                 double weight_decay)
+      : AdamW(params, AdamWConfig{lr, weight_decay, 0.9, 0.999, 1e-8}) {}
 };
 
 /// Thrown when `cancelled()` returned true.
