@@ -70,7 +70,7 @@ export interface LoadEmbeddingsOptions {
 
 type StoredDtype = LoadedEmbeddingTable['storedDtype'];
 
-const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // "\x93NUMPY"
+export const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // "\x93NUMPY"
 const SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024;
 /** Largest payload read in one `read` call (the platform limit is just under 2 GiB). */
 const READ_CHUNK = 1 << 30;
@@ -541,9 +541,12 @@ export function validateItemTable(table: EmbeddingTable, numItems: number, name:
   }
 }
 
-/** The npy v1.0 (or v2.0 when needed) header for a C-order float32 [rows, dim] table, 64-byte aligned. */
-function npyHeader(rows: number, dim: number): Buffer {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
+/**
+ * The npy header (v1.0, or v2.0 when the dict is too long) for a C-order 2-D table, 64-byte aligned.
+ * @param descr numpy dtype string, e.g. `<f4`, `<i4`
+ */
+export function npyHeader(descr: string, rows: number, dim: number): Buffer {
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
   for (const [major, prefix] of [[1, 10], [2, 12]] as const) {
     const total = Math.ceil((prefix + dict.length + 1) / 64) * 64;
     const length = total - prefix;
@@ -578,7 +581,7 @@ export async function saveNpy(file: string, rows: number, dim: number, data: Flo
   if (!isFloat32Array(data)) throw new InvalidArgumentError('data', 'a Float32Array', data);
   requireLength(data, rows * dim, 'data', `[${rows}, ${dim}]`);
   requireLittleEndianHost();
-  await writeFileAtomic(file, [npyHeader(rows, dim), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
+  await writeFileAtomic(file, [npyHeader('<f4', rows, dim), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
 }
 
 /**

@@ -15,8 +15,8 @@ import * as os from 'node:os';
 import { DataFormatError, InvalidArgumentError } from '../errors';
 import { isFloat32Array, isInt32Array, requireInteger } from '../validate';
 import { AtomicFile } from './atomicFile';
+import { NPY_MAGIC, npyHeader } from './embeddings';
 
-const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // "\x93NUMPY"
 /** Largest payload handed to one `read` call (the platform limit is just under 2 GiB). */
 const READ_CHUNK = 1 << 30;
 
@@ -64,26 +64,6 @@ function parseHeader(text: string, file: string, at: number): NpyHeader {
       return Number(part.replace('L', ''));
     });
   return { descr: descr![1]!, fortranOrder: fortran![1] === 'True', shape: dims };
-}
-
-/** The npy header (v1.0, or v2.0 when the dict is too long) for a C-order 2-D table, 64-byte aligned. */
-function buildHeader(descr: string, rows: number, dim: number): Buffer {
-  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
-  for (const [major, prefix] of [[1, 10], [2, 12]] as const) {
-    const total = Math.ceil((prefix + dict.length + 1) / 64) * 64;
-    const length = total - prefix;
-    if (major === 1 && length > 0xffff) continue;
-    const header = Buffer.alloc(total, 0x20);
-    NPY_MAGIC.copy(header, 0);
-    header[6] = major;
-    header[7] = 0;
-    if (major === 1) header.writeUInt16LE(length, 8);
-    else header.writeUInt32LE(length, 8);
-    header.write(dict, prefix, 'latin1');
-    header[total - 1] = 0x0a;
-    return header;
-  }
-  throw new Error('unreachable');
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,7 +336,7 @@ export class NpyWriter {
     const out = new AtomicFile(file);
     await out.open();
     try {
-      await out.writeBytes(buildHeader(dtype === 'int32' ? '<i4' : '<f4', rows, dim));
+      await out.writeBytes(npyHeader(dtype === 'int32' ? '<i4' : '<f4', rows, dim));
     } catch (error) {
       await out.discard();
       throw error;

@@ -73,11 +73,19 @@ export function describeProtocol(sequences: Sequences, split: EvaluationSplit, k
   };
 }
 
-/**
- * Evaluates the popularity ranking on one split of `sequences`.
- * @throws InvalidArgumentError on a bad argument; CancelledError when `signal` aborts.
- */
-export async function evaluatePopularity(sequences: Sequences, options: EvaluatePopularityOptions = {}): Promise<EvaluationReport> {
+/** The run settings every model's evaluation takes, validated and defaulted. */
+export interface EvaluationRunSettings {
+  splitName: SplitName;
+  ks: number[];
+  coldThreshold: number;
+  batchSize: number;
+  threads: number;
+  /** Spread into evaluateRanking's options: signal and onProgress when given. */
+  hooks: Pick<RankingRunOptions, 'signal' | 'onProgress'>;
+}
+
+/** Validates the options shared by evaluatePopularity, evaluateSasrec and later models. @throws InvalidArgumentError */
+export function readEvaluationOptions(options: EvaluatePopularityOptions): EvaluationRunSettings {
   const o = requireObject(options, 'options');
   const splitName = (o.split ?? 'test') as SplitName;
   if (splitName !== 'test' && splitName !== 'valid') throw new InvalidArgumentError('options.split', '"valid" or "test"', o.split);
@@ -87,6 +95,19 @@ export async function evaluatePopularity(sequences: Sequences, options: Evaluate
   const threads = optionalInteger(o.threads, 'options.threads', 0, 0, 1024);
   const signal = optionalSignal(o.signal, 'options.signal');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidArgumentError('options.onProgress', 'a function', o.onProgress);
+  const hooks: EvaluationRunSettings['hooks'] = {
+    ...(signal ? { signal } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress as RankingRunOptions['onProgress'] } : {}),
+  };
+  return { splitName, ks, coldThreshold, batchSize, threads, hooks };
+}
+
+/**
+ * Evaluates the popularity ranking on one split of `sequences`.
+ * @throws InvalidArgumentError on a bad argument; CancelledError when `signal` aborts.
+ */
+export async function evaluatePopularity(sequences: Sequences, options: EvaluatePopularityOptions = {}): Promise<EvaluationReport> {
+  const { splitName, ks, coldThreshold, batchSize, threads, hooks } = readEvaluationOptions(options);
 
   const split = evaluationSplit(sequences, splitName);
   const counts = popularityCounts(split, sequences.numItems);
@@ -107,8 +128,7 @@ export async function evaluatePopularity(sequences: Sequences, options: Evaluate
     trainFrequency: trainFrequency(sequences),
     coldThreshold,
     threads,
-    ...(signal ? { signal } : {}),
-    ...(o.onProgress ? { onProgress: o.onProgress as EvaluatePopularityOptions['onProgress'] } : {}),
+    ...hooks,
   });
   return {
     split: splitName,

@@ -7,13 +7,11 @@
  */
 import type { Sequences } from '../data/sequences';
 import { evaluationSplit, trainFrequency } from '../data/splits';
-import type { SplitName } from '../data/splits';
 import { InvalidArgumentError } from '../errors';
 import { SasrecModel } from '../sasrec';
-import { optionalInteger, optionalSignal, requireObject } from '../validate';
-import { describeProtocol } from './popularity';
+import { describeProtocol, readEvaluationOptions } from './popularity';
 import type { EvaluatePopularityOptions, EvaluationReport } from './popularity';
-import { DEFAULT_BATCH_SIZE, DEFAULT_COLD_THRESHOLD, evaluateRanking, normalizeKs } from './ranking';
+import { evaluateRanking } from './ranking';
 
 /** Options of {@link evaluateSasrec} (those of the popularity evaluation: split, ks, batching, …). */
 export type EvaluateSasrecOptions = EvaluatePopularityOptions;
@@ -25,15 +23,7 @@ export type EvaluateSasrecOptions = EvaluatePopularityOptions;
  *   items; DataFormatError for a malformed weight file; CancelledError when `signal` aborts.
  */
 export async function evaluateSasrec(sequences: Sequences, model: SasrecModel | string, options: EvaluateSasrecOptions = {}): Promise<EvaluationReport> {
-  const o = requireObject(options, 'options');
-  const splitName = (o.split ?? 'test') as SplitName;
-  if (splitName !== 'test' && splitName !== 'valid') throw new InvalidArgumentError('options.split', '"valid" or "test"', o.split);
-  const ks = normalizeKs(o.ks);
-  const coldThreshold = optionalInteger(o.coldThreshold, 'options.coldThreshold', DEFAULT_COLD_THRESHOLD, 0);
-  const batchSize = optionalInteger(o.batchSize, 'options.batchSize', DEFAULT_BATCH_SIZE, 1, 1 << 20);
-  const threads = optionalInteger(o.threads, 'options.threads', 0, 0, 1024);
-  const signal = optionalSignal(o.signal, 'options.signal');
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidArgumentError('options.onProgress', 'a function', o.onProgress);
+  const { splitName, ks, coldThreshold, batchSize, threads, hooks } = readEvaluationOptions(options);
   const loaded = model instanceof SasrecModel ? model : await SasrecModel.load(model);
   const { numItems, maxLen } = loaded.architecture;
   if (numItems !== sequences.numItems) {
@@ -66,8 +56,7 @@ export async function evaluateSasrec(sequences: Sequences, model: SasrecModel | 
     trainFrequency: trainFrequency(sequences),
     coldThreshold,
     threads,
-    ...(signal ? { signal } : {}),
-    ...(o.onProgress ? { onProgress: o.onProgress as EvaluateSasrecOptions['onProgress'] } : {}),
+    ...hooks,
   });
   const { dim, blocks, heads } = loaded.architecture;
   const trainedOn = typeof loaded.dataset.sha256 === 'string' ? `, trained on sha256 ${loaded.dataset.sha256.slice(0, 12)}…` : '';
