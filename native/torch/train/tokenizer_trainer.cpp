@@ -1,5 +1,7 @@
 #include "tokenizer_trainer.h"
 
+#include "torch/train/checkpoint.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -210,16 +212,6 @@ struct TrainState {
   std::vector<TokenizerEpoch> history;
 };
 
-c10::List<at::Tensor> tensor_list(const std::vector<at::Tensor>& tensors) {
-  c10::List<at::Tensor> out;
-  for (const at::Tensor& t : tensors) out.push_back(t.detach().clone());
-  return out;
-}
-
-std::vector<at::Tensor> tensors_of(const c10::IValue& value) {
-  return value.toTensorList().vec();
-}
-
 at::Tensor history_tensor(const std::vector<TokenizerEpoch>& history) {
   at::Tensor t = at::zeros({static_cast<int64_t>(history.size()), kEpochFields}, at::kDouble);
   double* p = t.data_ptr<double>();
@@ -262,98 +254,35 @@ std::string fingerprint(const TokenizerTrainOptions& o) {
   return s.str();
 }
 
+const CheckpointKind& checkpoint_kind() {
+  static const CheckpointKind kind{kCheckpointFormat, kCheckpointVersion, "tokenizer"};
+  return kind;
+}
+
 void save_checkpoint(const TokenizerTrainOptions& o, const models::MmRqvae& model, TokenizerAdamW& adam,
                      const TrainState& st, const std::mt19937_64& rng) {
-  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
-  dict.insert("format", std::string(kCheckpointFormat));
-  dict.insert("version", kCheckpointVersion);
-  dict.insert("fingerprint", fingerprint(o));
-  c10::List<std::string> names;
-  std::vector<at::Tensor> params;
-  for (const auto& [name, p] : model.parameters()) {
-    names.push_back(name);
-    params.push_back(p);
-  }
-  dict.insert("names", names);
-  dict.insert("params", tensor_list(params));
-  dict.insert("best", tensor_list(st.best));
-  dict.insert("adam_m", tensor_list(adam.m()));
-  dict.insert("adam_v", tensor_list(adam.v()));
-  dict.insert("adam_t", adam.t());
+  c10::impl::GenericDict dict =
+      checkpoint_dict(checkpoint_kind(), fingerprint(o), model.parameters(), st.best, adam, rng);
   dict.insert("epoch", st.epoch);
   dict.insert("best_epoch", st.best_epoch);
   dict.insert("since_best", st.since_best);
   dict.insert("best_loss", st.best_loss);
   dict.insert("history", history_tensor(st.history));
-  std::ostringstream rng_state;
-  rng_state << rng;
-  dict.insert("sampler_state", rng_state.str());
-  {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    dict.insert("torch_rng_state", gen.get_state());
-  }
-  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
-  const std::string temp = o.checkpoint + "." + std::to_string(::getpid()) + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::remove(temp.c_str());
-      throw std::runtime_error("tokenizer: could not write the checkpoint " + temp);
-    }
-  }
-  if (std::rename(temp.c_str(), o.checkpoint.c_str()) != 0) {
-    std::remove(temp.c_str());
-    throw std::runtime_error("tokenizer: could not rename the checkpoint to " + o.checkpoint);
-  }
+  write_checkpoint(dict, o.checkpoint, checkpoint_kind());
 }
 
 /// Loads `o.checkpoint` into the model, the optimizer, the state and both generators.
 /// @return false when the file does not exist.
 bool load_checkpoint(const TokenizerTrainOptions& o, models::MmRqvae& model, TokenizerAdamW& adam,
                      TrainState& st, std::mt19937_64& rng) {
-  std::ifstream in(o.checkpoint, std::ios::binary);
-  if (!in) return false;
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const c10::IValue value = torch::jit::pickle_load(bytes);
-  TORCH_CHECK(value.isGenericDict(), "tokenizer: ", o.checkpoint, " is not an mmesid tokenizer checkpoint");
-  const c10::impl::GenericDict dict = value.toGenericDict();
-  auto get = [&](const char* key) {
-    TORCH_CHECK(dict.contains(key), "tokenizer: checkpoint ", o.checkpoint, " lacks \"", key, "\"");
-    return dict.at(key);
-  };
-  TORCH_CHECK(get("format").toStringRef() == kCheckpointFormat, "tokenizer: ", o.checkpoint,
-              " is not an mmesid tokenizer checkpoint");
-  TORCH_CHECK(get("version").toInt() == kCheckpointVersion, "tokenizer: checkpoint version ",
-              get("version").toInt(), " is not supported (expected ", kCheckpointVersion, ")");
-  const std::string expected = fingerprint(o), found = get("fingerprint").toStringRef();
-  TORCH_CHECK(found == expected, "tokenizer: checkpoint ", o.checkpoint, " was made for another run: it has ",
-              found, "; this run has ", expected);
-  const auto params = tensors_of(get("params"));
-  const auto m = tensors_of(get("adam_m")), v = tensors_of(get("adam_v"));
-  const auto& mine = model.parameters();
-  TORCH_CHECK(params.size() == mine.size() && m.size() == mine.size() && v.size() == mine.size(),
-              "tokenizer: checkpoint parameter count mismatch");
-  c10::NoGradGuard no_grad;
-  for (size_t i = 0; i < mine.size(); ++i) {
-    mine[i].second.copy_(params[i]);
-    adam.m()[i].copy_(m[i]);
-    adam.v()[i].copy_(v[i]);
-  }
-  adam.t() = get("adam_t").toInt();
-  st.best = tensors_of(get("best"));
-  st.epoch = get("epoch").toInt();
-  st.best_epoch = get("best_epoch").toInt();
-  st.since_best = get("since_best").toInt();
-  st.best_loss = get("best_loss").toDouble();
-  st.history = history_of(get("history").toTensor());
-  std::istringstream rng_state(get("sampler_state").toStringRef());
-  rng_state >> rng;
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(get("torch_rng_state").toTensor());
+  LoadedCheckpoint checkpoint;
+  if (!checkpoint.open(o.checkpoint, checkpoint_kind(), fingerprint(o))) return false;
+  st.best = checkpoint.restore(model.parameters(), adam, rng);
+  st.epoch = checkpoint.get("epoch").toInt();
+  st.best_epoch = checkpoint.get("best_epoch").toInt();
+  st.since_best = checkpoint.get("since_best").toInt();
+  st.best_loss = checkpoint.get("best_loss").toDouble();
+  st.history = history_of(checkpoint.get("history").toTensor());
   return true;
 }
 
