@@ -125,6 +125,18 @@ export function fromNative(error: unknown, callerStack: string | undefined): Err
     if (callerStack) invalid.stack = `${invalid.name}: ${invalid.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
     return invalid;
   }
+  const located = error as Error & { file?: unknown; offset?: unknown };
+  if (native.code === 'ERR_MMESID_DATA_FORMAT' && typeof located.file === 'string') {
+    const prefix = typeof located.offset === 'number' ? `${located.file}: byte ${located.offset}: ` : `${located.file}: `;
+    const problem = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+    const format =
+      typeof located.offset === 'number'
+        ? DataFormatError.atByte(located.file, located.offset, problem)
+        : new DataFormatError(located.file, 0, problem);
+    if (typeof located.offset !== 'number') format.message = `${located.file}: ${problem}`;
+    if (callerStack) format.stack = `${format.name}: ${format.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
+    return format;
+  }
   const raw = native.code;
   const code: MmesidErrorCode =
     raw === 'ERR_MMESID_INVALID_ARGUMENT' || raw === 'ERR_MMESID_OUT_OF_MEMORY' || raw === 'ERR_MMESID_CANCELLED'

@@ -60,3 +60,6 @@ export { trainSasrec, SasrecModel, SASREC_DEFAULTS, SASREC_LOSSES, SASREC_MODEL_
 export type { TrainSasrecOptions, SasrecTrainReport, SasrecProgress, SasrecEpochReport, SasrecLoss, SasrecArchitecture } from './sasrec';
 export { evaluateSasrec } from './evaluate/sasrec';
 export type { EvaluateSasrecOptions } from './evaluate/sasrec';
+// The LLM stage's prompt: MME-SID's Llama 3 templates and their tokenization with the checkpoint's tokenizer.json.
+export { PromptTokenizer, PROMPT_TEMPLATES, DEFAULT_PROMPT_TEMPLATE, ITEMS_PLACEHOLDER } from './llm/prompt';
+export type { PromptTemplateName, PromptEncodeOptions, PromptDecodeOptions, EncodedTemplate } from './llm/prompt';

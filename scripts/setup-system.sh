@@ -2,11 +2,12 @@
 # Installs the system packages mmesid builds against, on Debian bookworm, when they are missing:
 # libtorch (CPU) for mmesid_torch.node, OpenBLAS with its OpenMP threading (one thread pool shared with
 # libtorch and our kernels; the pthread variant makes libtorch ~40x slower at GEMM here), ccache and
-# ninja for the build, Gloo for c10d, clang-format for the lint.
+# ninja for the build, Gloo for c10d, clang-format for the lint, nlohmann-json (header-only) for the
+# safetensors headers and Hugging Face config files read natively.
 # Safe to re-run: it does nothing when everything is present. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-packages=(libtorch-dev libopenblas0-openmp libopenblas-openmp-dev ccache ninja-build libgloo-dev clang-format)
+packages=(libtorch-dev libopenblas0-openmp libopenblas-openmp-dev ccache ninja-build libgloo-dev clang-format nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -533,3 +533,127 @@ export interface TorchAddon {
   /** Test-only: the trainer's k-means (k-means++ from a sampler seeded by `seed`) of x [n, dim] → centroids [k, dim] and each row's assignment to them (written). */
   _tokenizerKmeans(options: { x: Float32Array; n: number; dim: number; k: number; iterations: number; constrained: boolean; seed: number; centroids: Float32Array; assignment: Int32Array }): Promise<number>;
 }
+
+// ---------------------------------------------------------------- mmesid_torch.node: the LLM (Llama + LoRA)
+
+/** The architecture fields the native Llama reads (lib/llm/checkpoint.ts readLlamaConfig validates them). */
+export interface NativeLlamaConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** Divides numAttentionHeads (grouped-query attention when smaller). */
+  numKeyValueHeads: number;
+  /** Even. */
+  headDim: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** type 'none' | 'llama3' | 'linear'; the factors are read for llama3 only (factor for linear too). */
+  ropeScaling: { type: string; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+  /** lm_head = embed_tokens. */
+  tieWordEmbeddings: boolean;
+  /** q/k/v/o biases. */
+  attentionBias: boolean;
+  /** gate/up/down biases. */
+  mlpBias: boolean;
+}
+
+/** Options of `llmLoad`. */
+export interface NativeLlmLoadOptions {
+  /** The safetensors files holding the weights (one, or every shard). */
+  files: string[];
+  config: NativeLlamaConfig;
+  dtype: 'float32' | 'bfloat16' | 'float16';
+  /** A libtorch device string: "cpu", "cuda", "cuda:1". */
+  device: string;
+  /** ATen intra-op threads used by this model's calls; 0 = all cores. */
+  threads: number;
+}
+
+/** Options of NativeLlm.forward: token ids OR input embeddings, row-major [batch, length(, hidden)]. */
+export interface NativeLlmForwardOptions {
+  batch: number;
+  length: number;
+  inputIds?: Int32Array;
+  inputsEmbeds?: Float32Array;
+  /** int32 [batch, length], 1 = token, 0 = padding. */
+  attentionMask?: Int32Array;
+  /** int32 [batch, length]; default 0..length−1. */
+  positionIds?: Int32Array;
+  /** Receives the last hidden states float32 [batch, length, hidden]. */
+  hidden?: Float32Array;
+  /** Receives the logits float32 [batch, length, vocab]. */
+  logits?: Float32Array;
+  /** LoRA dropout on (default false). */
+  training?: boolean;
+}
+
+export interface NativeLlmGenerateOptions {
+  promptIds: Int32Array;
+  maxNewTokens: number;
+  greedy: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stopIds: Int32Array;
+}
+
+export interface NativeLoraOptionsOfModel {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targetModules: string[];
+  seed: number;
+}
+
+export interface NativeLlmInfo {
+  dtype: string;
+  device: string;
+  baseParameters: number;
+  loraParameters: number;
+  lora: { rank: number; alpha: number; dropout: number; targetModules: string[] } | null;
+}
+
+/** A loaded Llama. Calls on one model are serialised; synchronous mutators throw ERR_MMESID_NATIVE while a call runs. */
+export interface NativeLlm {
+  forward(options: NativeLlmForwardOptions): Promise<undefined>;
+  generate(options: NativeLlmGenerateOptions): Promise<Int32Array>;
+  /** Makes a running generate() return the tokens so far. */
+  cancelGeneration(): void;
+  info(): NativeLlmInfo;
+  applyLora(options: NativeLoraOptionsOfModel): void;
+  loraTensors(): { name: string; shape: number[] }[];
+  /** Writes adapter_model.safetensors (PEFT names) atomically. */
+  saveAdapter(file: string): Promise<undefined>;
+  /** Reads an adapter_model.safetensors into the applied adapters (names and shapes must match). @throws ERR_MMESID_DATA_FORMAT */
+  loadAdapter(file: string): Promise<undefined>;
+  mergeLora(): void;
+  dropLora(): void;
+  dispose(): Promise<undefined>;
+  /** Test-only: next-token cross-entropy on inputIds [batch, length], one backward; which tensors got gradients. */
+  _gradientProbe(options: { inputIds: Int32Array; batch: number; length: number; training: boolean }): Promise<{
+    loss: number;
+    /** Per LoRA tensor (loraTensors() order), the gradient's L2 norm, or −1 when it got none. */
+    loraGradNorms: Float64Array;
+    /** Base weights that require or hold a gradient (0 when frozen). */
+    baseGradients: number;
+  }>;
+}
+
+/** A parsed safetensors header (test export). */
+export interface NativeSafetensorsHeader {
+  tensors: { name: string; dtype: string; shape: number[]; begin: number; end: number }[];
+  metadata: Record<string, string>;
+  dataStart: number;
+}
+
+// Declaration merging: the LLM's exports of mmesid_torch.node.
+export interface TorchAddon {
+  /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
+  llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /** Test-only: validates a safetensors header held in memory. @throws ERR_MMESID_DATA_FORMAT */
+  _safetensorsParse(bytes: Uint8Array): NativeSafetensorsHeader;
+}

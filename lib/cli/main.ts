@@ -9,6 +9,7 @@
  *   mmesid sasrec train    train the SASRec collaborative encoder (libtorch); writes item_emb.npy + metrics.json
  *   mmesid tokenizer train train the MM-RQ-VAE tokenizer (libtorch); writes a tokenizer folder + semantic IDs
  *   mmesid tokenize        semantic IDs for an embedding table of any size, streamed (no libtorch)
+ *   mmesid llm generate    continue a prompt with a Hugging Face Llama checkpoint (libtorch)
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
@@ -18,6 +19,7 @@ import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { runDataSynthetic } from './synthetic';
+import { registerLlmCommand } from './llm';
 import { registerTokenizeCommand } from './tokenize';
 import { registerTokenizerCommand } from './tokenizer';
 import { EVALUATE_MODELS, formatReport, parseEvaluateModel, runDataStats, runEvaluate } from './evaluate';
@@ -190,6 +192,7 @@ program
 
 registerTokenizerCommand(program);
 registerTokenizeCommand(program);
+registerLlmCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as Error & { code?: string };

@@ -25,6 +25,7 @@ export interface Tolerances {
   evaluate: { sums: Tolerance; popularityBeauty: { atol: number } };
   sasrec: { reloadedMetrics: { atol: number } };
   tokenizer: { maxCodeMismatchRate: number; nearTie: Tolerance; rssSlackBytes: number };
+  llm: { hidden: Tolerance; merge: Tolerance };
 }
 
 export const tolerances = JSON.parse(

@@ -22,6 +22,35 @@ OptionsReader::OptionsReader(const Napi::CallbackInfo& info) : env_(info.Env()) 
   options_ = info[0].As<Napi::Object>();
 }
 
+OptionsReader::OptionsReader(Napi::Env env, Napi::Object options) : env_(env), options_(options) {}
+
+std::string OptionsReader::string(const char* key) {
+  Napi::Value value = field(key);
+  if (!value.IsString()) throw Napi::TypeError::New(env_, std::string("Expected a string for ") + key);
+  return value.As<Napi::String>().Utf8Value();
+}
+
+std::vector<std::string> OptionsReader::strings(const char* key) {
+  Napi::Value value = field(key);
+  if (!value.IsArray())
+    throw Napi::TypeError::New(env_, std::string("Expected an array of strings for ") + key);
+  Napi::Array array = value.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString())
+      throw Napi::TypeError::New(env_, std::string("Expected an array of strings for ") + key);
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+OptionsReader OptionsReader::object(const char* key) {
+  Napi::Value value = field(key);
+  if (!value.IsObject()) throw Napi::TypeError::New(env_, std::string("Expected an object for ") + key);
+  return OptionsReader(env_, value.As<Napi::Object>());
+}
+
 Napi::Value OptionsReader::field(const char* key) {
   return options_.Get(key);
 }

@@ -34,6 +34,8 @@ struct Pinned {
 class OptionsReader {
  public:
   explicit OptionsReader(const Napi::CallbackInfo& info);
+  /// Reads a nested options object (e.g. `options.config`).
+  OptionsReader(Napi::Env env, Napi::Object options);
 
   /// Required Float32Array field. @throws Napi::TypeError naming the field.
   Pinned<float> f32(const char* key);
@@ -55,6 +57,12 @@ class OptionsReader {
   bool boolean_or(const char* key, bool fallback);
   /// Optional array of finite numbers (undefined/null -> empty).
   std::vector<double> numbers_optional(const char* key);
+  /// Required string.
+  std::string string(const char* key);
+  /// Required array of strings.
+  std::vector<std::string> strings(const char* key);
+  /// Required nested object, as a reader sharing this one's pins.
+  OptionsReader object(const char* key);
 
   Napi::Env env() const { return env_; }
   /// Moves the references keeping the buffers alive to the caller (the worker).

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "addon/common/napi_util.h"
+#include "addon/torch/llm_exports.h"
 #include "addon/torch/tokenize_bench_exports.h"
 #include "addon/torch/tokenizer_exports.h"
 #include "addon/torch/training_job.h"
@@ -541,6 +542,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraLinearBackward", Napi::Function::New(env, LoraLinearImpl, "loraLinearBackward"));
   register_tokenizer_exports(env, exports);
   register_tokenize_bench_exports(env, exports);
+  register_llm_exports(env, exports);
   return exports;
 }
 

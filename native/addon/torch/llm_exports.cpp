@@ -1,0 +1,558 @@
+#include "addon/torch/llm_exports.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/from_blob.h>
+#include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "addon/common/napi_util.h"
+#include "common/errors.h"
+#include "kernels/common.h"
+#include "torch/io/hf_checkpoint.h"
+#include "torch/io/safetensors.h"
+#include "torch/models/llama.h"
+#include "torch/models/llama_generate.h"
+
+namespace mmesid::addon {
+namespace {
+
+constexpr const char* kCodeDataFormat = "ERR_MMESID_DATA_FORMAT";
+
+/// What a failed native call reports to JS.
+struct Failure {
+  std::string code, message, file;
+  int64_t offset = -1;
+  bool has_file = false;
+};
+
+/// The one catch ladder of this file's workers.
+Failure capture(const std::exception_ptr& error) {
+  Failure f;
+  try {
+    std::rethrow_exception(error);
+  } catch (const FormatError& e) {
+    f = {kCodeDataFormat, e.what(), e.file(), e.offset(), true};
+  } catch (const std::invalid_argument& e) {
+    f = {kCodeInvalidArgument, e.what()};
+  } catch (const c10::Error& e) {
+    f = {kCodeInvalidArgument, e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    f = {kCodeOutOfMemory, "out of memory in the LLM"};
+  } catch (const std::exception& e) {
+    f = {kCodeNative, e.what()};
+  } catch (...) {
+    f = {kCodeNative, "unknown native exception"};
+  }
+  return f;
+}
+
+Napi::Error to_js(Napi::Env env, const Failure& f) {
+  Napi::Error error = make_error(env, f.code, f.message);
+  if (f.has_file) {
+    error.Set("file", Napi::String::New(env, f.file));
+    if (f.offset >= 0) error.Set("offset", Napi::Number::New(env, static_cast<double>(f.offset)));
+  }
+  return error;
+}
+
+/// A promise-returning worker: `work` runs on the libuv pool, `done` builds the result on the main thread.
+class Task : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+
+  static Napi::Promise start(Napi::Env env, Work work, Done done,
+                             std::vector<Napi::ObjectReference> pins = {}) {
+    auto* task = new Task(env, std::move(work), std::move(done), std::move(pins));
+    Napi::Promise promise = task->deferred_.Promise();
+    task->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (...) {
+      failure_ = capture(std::current_exception());
+      failed_ = true;
+    }
+  }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    if (failed_) {
+      deferred_.Reject(to_js(Env(), failure_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(done_ ? done_(Env()) : Env().Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      deferred_.Reject(to_js(Env(), capture(std::current_exception())).Value());
+    }
+  }
+  void OnError(const Napi::Error& error) override {
+    Napi::HandleScope scope(Env());
+    deferred_.Reject(make_error(Env(), kCodeNative, error.Message()).Value());
+  }
+
+ private:
+  Task(Napi::Env env, Work work, Done done, std::vector<Napi::ObjectReference> pins)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        done_(std::move(done)),
+        pins_(std::move(pins)) {}
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Done done_;
+  std::vector<Napi::ObjectReference> pins_;
+  Failure failure_;
+  bool failed_ = false;
+};
+
+/// A loaded model and the lock every call on it takes (workers block on it; synchronous mutators refuse
+/// to wait and report the model busy instead of freezing the event loop).
+struct LlmState {
+  std::mutex mutex;
+  std::unique_ptr<models::Llama> model;
+  int threads = 0;
+  std::atomic<bool> cancel_generation{false};
+};
+
+models::Llama& require_model(LlmState& s) {
+  if (!s.model) throw std::invalid_argument("the model was disposed");
+  return *s.model;
+}
+
+/// Locks `s` for a synchronous call or throws ERR_MMESID_NATIVE when a worker holds it.
+std::unique_lock<std::mutex> lock_now(Napi::Env env, LlmState& s, const char* what) {
+  std::unique_lock<std::mutex> lock(s.mutex, std::try_to_lock);
+  if (!lock.owns_lock())
+    throw make_error(
+        env, kCodeNative,
+        std::string(what) + ": the model is busy (a forward, generate or adapter call is running)");
+  if (!s.model) throw make_error(env, kCodeInvalidArgument, std::string(what) + ": the model was disposed");
+  return lock;
+}
+
+at::ScalarType parse_dtype(Napi::Env env, const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  throw Napi::TypeError::New(
+      env, "Expected \"float32\", \"bfloat16\" or \"float16\" for dtype but received \"" + name + "\"");
+}
+
+const char* dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return "float32";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    default:
+      return "other";
+  }
+}
+
+models::LlamaConfig read_config(OptionsReader c) {
+  models::LlamaConfig config;
+  config.hidden_size = c.integer("hiddenSize");
+  config.intermediate_size = c.integer("intermediateSize");
+  config.num_hidden_layers = c.integer("numHiddenLayers");
+  config.num_attention_heads = c.integer("numAttentionHeads");
+  config.num_key_value_heads = c.integer("numKeyValueHeads");
+  config.head_dim = c.integer("headDim");
+  config.vocab_size = c.integer("vocabSize");
+  config.max_position_embeddings = c.integer("maxPositionEmbeddings");
+  config.rms_norm_eps = c.number("rmsNormEps");
+  config.rope_theta = c.number("ropeTheta");
+  config.tie_word_embeddings = c.boolean("tieWordEmbeddings");
+  config.attention_bias = c.boolean("attentionBias");
+  config.mlp_bias = c.boolean("mlpBias");
+  OptionsReader s = c.object("ropeScaling");
+  config.rope_scaling.type = s.string("type");
+  config.rope_scaling.factor = s.number("factor");
+  config.rope_scaling.low_freq_factor = s.number("lowFreqFactor");
+  config.rope_scaling.high_freq_factor = s.number("highFreqFactor");
+  config.rope_scaling.original_max_position_embeddings = s.integer("originalMaxPositionEmbeddings");
+  return config;
+}
+
+/// Sets ATen's intra-op threads for this call (a process-wide setting; each call states its own).
+void use_threads(int threads) {
+  if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
+}
+
+at::Tensor int32_to_long(const Pinned<int32_t>& p, at::IntArrayRef shape) {
+  return at::from_blob(p.data, shape, at::TensorOptions().dtype(at::kInt)).to(at::kLong);
+}
+
+void copy_float_out(const at::Tensor& source, const Pinned<float>& target, const char* name) {
+  const at::Tensor c = source.detach().to(at::kFloat).cpu().contiguous();
+  if (static_cast<size_t>(c.numel()) != target.length)
+    throw std::invalid_argument(std::string(name) + ": expected a buffer of " + std::to_string(c.numel()) +
+                                " floats but received " + std::to_string(target.length));
+  std::memcpy(target.data, c.data_ptr<float>(), target.length * sizeof(float));
+}
+
+Napi::Object make_handle(Napi::Env env, std::shared_ptr<LlmState> state);
+
+/// A worker body running `fn(model)` while holding the model's lock, with the model's thread count.
+Task::Work with_model(std::shared_ptr<LlmState> state, std::function<void(models::Llama&)> fn) {
+  return [state = std::move(state), fn = std::move(fn)] {
+    const std::lock_guard<std::mutex> lock(state->mutex);
+    models::Llama& model = require_model(*state);
+    use_threads(state->threads);
+    fn(model);
+  };
+}
+
+std::string path_argument(const Napi::CallbackInfo& ci) {
+  if (ci.Length() < 1 || !ci[0].IsString()) throw Napi::TypeError::New(ci.Env(), "Expected a file path");
+  return ci[0].As<Napi::String>().Utf8Value();
+}
+
+// llmLoad({ files, config, dtype, device, threads }) → Promise<NativeLlm>
+Napi::Value LlmLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OptionsReader o(info);
+  const std::vector<std::string> files = o.strings("files");
+  if (files.empty()) throw Napi::TypeError::New(env, "Expected at least one file for files");
+  const models::LlamaConfig config = read_config(o.object("config"));
+  const at::ScalarType dtype = parse_dtype(env, o.string("dtype"));
+  const std::string device_name = o.string("device");
+  const int threads = static_cast<int>(o.integer("threads"));
+  auto state = std::make_shared<LlmState>();
+  state->threads = threads > 0 ? threads : kernels::resolve_threads(0);
+  return Task::start(
+      env,
+      [state, files, config, dtype, device_name] {
+        use_threads(state->threads);
+        const c10::Device device(device_name);  // throws c10::Error for a malformed name
+        if (device.is_cuda() && !at::hasCUDA())
+          throw std::invalid_argument("device " + device_name +
+                                      " was requested but this libtorch has no CUDA support");
+        const at::NoGradGuard no_grad;
+        auto weights = io::load_llama_weights(files, config, dtype, device);
+        state->model = std::make_unique<models::Llama>(config, std::move(weights));
+      },
+      [state](Napi::Env e) -> Napi::Value { return make_handle(e, state); });
+}
+
+// forward({ inputIds? | inputsEmbeds?, batch, length, attentionMask?, positionIds?, hidden?, logits? }) →
+// Promise<void>
+Napi::Value Forward(const Napi::CallbackInfo& info, const std::shared_ptr<LlmState>& state) {
+  OptionsReader r(info);
+  const int64_t batch = r.integer("batch"), length = r.integer("length");
+  const auto ids = r.i32_optional("inputIds");
+  const auto embeds = r.f32_optional("inputsEmbeds");
+  const auto mask = r.i32_optional("attentionMask");
+  const auto positions = r.i32_optional("positionIds");
+  const auto hidden_out = r.f32_optional("hidden");
+  const auto logits_out = r.f32_optional("logits");
+  const bool training = r.boolean_or("training", false);
+  return Task::start(
+      r.env(),
+      with_model(
+          state,
+          [=](models::Llama& model) {
+            const at::NoGradGuard no_grad;
+            const int64_t h = model.config().hidden_size;
+            at::Tensor x;
+            if (ids.data) {
+              x = model.embed(int32_to_long(ids, {batch, length}));
+            } else {
+              if (static_cast<int64_t>(embeds.length) != batch * length * h)
+                throw std::invalid_argument("inputsEmbeds: expected batch × length × hidden = " +
+                                            std::to_string(batch * length * h) + " floats");
+              x = at::from_blob(embeds.data, {batch, length, h}, at::TensorOptions().dtype(at::kFloat))
+                      .to(model.device(), model.dtype());
+            }
+            const at::Tensor m = mask.data ? int32_to_long(mask, {batch, length}) : at::Tensor();
+            const at::Tensor p = positions.data ? int32_to_long(positions, {batch, length}) : at::Tensor();
+            models::LlamaRunOptions run;
+            run.training = training;
+            const at::Tensor hidden = model.forward(x, m, p, nullptr, run);
+            if (hidden_out.data) copy_float_out(hidden, hidden_out, "hidden");
+            if (logits_out.data) copy_float_out(model.logits(hidden), logits_out, "logits");
+          }),
+      nullptr, r.take_pins());
+}
+
+// generate({ promptIds, maxNewTokens, greedy, temperature, topK, topP, seed, stopIds }) → Promise<Int32Array>
+Napi::Value Generate(const Napi::CallbackInfo& info, const std::shared_ptr<LlmState>& state) {
+  OptionsReader r(info);
+  const auto prompt = r.i32("promptIds");
+  const auto stops = r.i32("stopIds");
+  models::GenerateOptions o;
+  o.max_new_tokens = r.integer("maxNewTokens");
+  o.greedy = r.boolean("greedy");
+  o.temperature = r.number("temperature");
+  o.top_k = r.integer("topK");
+  o.top_p = r.number("topP");
+  o.seed = static_cast<uint64_t>(r.integer("seed"));
+  std::vector<int64_t> prompt_ids(prompt.data, prompt.data + prompt.length);
+  o.stop_ids.assign(stops.data, stops.data + stops.length);
+  auto out = std::make_shared<std::vector<int64_t>>();
+  state->cancel_generation.store(false);
+  return Task::start(
+      r.env(),
+      with_model(state,
+                 [state, o, prompt_ids, out](models::Llama& model) {
+                   *out = models::generate(model, prompt_ids, o,
+                                           [state] { return state->cancel_generation.load(); });
+                 }),
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Int32Array ids = Napi::Int32Array::New(env, out->size());
+        for (size_t i = 0; i < out->size(); ++i) ids[i] = static_cast<int32_t>((*out)[i]);
+        return ids;
+      },
+      r.take_pins());
+}
+
+// _gradientProbe({ inputIds, batch, length, training, seed }) → Promise<{ loss, loraGradNorms, baseGradients
+// }> Next-token cross-entropy on inputIds, one backward: which tensors received a gradient.
+Napi::Value GradientProbe(const Napi::CallbackInfo& info, const std::shared_ptr<LlmState>& state) {
+  OptionsReader r(info);
+  const int64_t batch = r.integer("batch"), length = r.integer("length");
+  const auto ids = r.i32("inputIds");
+  const bool training = r.boolean("training");
+  struct Out {
+    double loss = 0;
+    std::vector<double> norms;
+    int64_t base = 0;
+  };
+  auto out = std::make_shared<Out>();
+  return Task::start(
+      r.env(),
+      with_model(state,
+                 [=](models::Llama& model) {
+                   if (length < 2) throw std::invalid_argument("_gradientProbe: length must be >= 2");
+                   const at::Tensor tokens = int32_to_long(ids, {batch, length});
+                   const auto lora = model.lora_parameters();
+                   for (const auto& [_, p] : lora) p.mutable_grad() = at::Tensor();
+                   models::LlamaRunOptions run;
+                   run.training = training;
+                   const at::Tensor hidden =
+                       model.forward(model.embed(tokens), at::Tensor(), at::Tensor(), nullptr, run);
+                   const at::Tensor logits = model.logits(hidden.narrow(1, 0, length - 1));
+                   const at::Tensor loss =
+                       at::cross_entropy_loss(logits.reshape({-1, model.config().vocab_size}).to(at::kFloat),
+                                              tokens.narrow(1, 1, length - 1).reshape({-1}));
+                   if (loss.requires_grad()) loss.backward();
+                   out->loss = loss.item<double>();
+                   for (const auto& [_, p] : lora)
+                     out->norms.push_back(p.grad().defined() ? p.grad().norm().item<double>() : -1.0);
+                   for (const auto& [_, w] : model.base_weights())
+                     if (w.requires_grad() || w.grad().defined()) ++out->base;
+                   for (const auto& [_, p] : lora) p.mutable_grad() = at::Tensor();
+                 }),
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("loss", out->loss);
+        Napi::Float64Array norms = Napi::Float64Array::New(env, out->norms.size());
+        for (size_t i = 0; i < out->norms.size(); ++i) norms[i] = out->norms[i];
+        o.Set("loraGradNorms", norms);
+        o.Set("baseGradients", Napi::Number::New(env, static_cast<double>(out->base)));
+        return o;
+      },
+      r.take_pins());
+}
+
+Napi::Object make_handle(Napi::Env env, std::shared_ptr<LlmState> state) {
+  Napi::Object handle = Napi::Object::New(env);
+  auto method = [&](const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> fn) {
+    handle.Set(name, Napi::Function::New(
+                         env, [fn](const Napi::CallbackInfo& ci) -> Napi::Value { return fn(ci); }, name));
+  };
+  method("forward", [state](const Napi::CallbackInfo& ci) { return Forward(ci, state); });
+  method("generate", [state](const Napi::CallbackInfo& ci) { return Generate(ci, state); });
+  method("cancelGeneration", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    state->cancel_generation.store(true);
+    return ci.Env().Undefined();
+  });
+  method("_gradientProbe", [state](const Napi::CallbackInfo& ci) { return GradientProbe(ci, state); });
+  method("info", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    Napi::Env e = ci.Env();
+    const auto lock = lock_now(e, *state, "info");
+    const models::Llama& m = *state->model;
+    Napi::Object o = Napi::Object::New(e);
+    double base = 0, lora = 0;
+    for (const auto& [_, w] : m.base_weights()) base += static_cast<double>(w.numel());
+    for (const auto& [_, p] : m.lora_parameters()) lora += static_cast<double>(p.numel());
+    o.Set("dtype", dtype_name(m.dtype()));
+    o.Set("device", m.device().str());
+    o.Set("baseParameters", base);
+    o.Set("loraParameters", lora);
+    if (m.has_lora()) {
+      Napi::Object l = Napi::Object::New(e);
+      l.Set("rank", static_cast<double>(m.lora_config().rank));
+      l.Set("alpha", m.lora_config().alpha);
+      l.Set("dropout", m.lora_config().dropout);
+      Napi::Array targets = Napi::Array::New(e, m.lora_config().target_modules.size());
+      for (size_t i = 0; i < m.lora_config().target_modules.size(); ++i)
+        targets.Set(i, m.lora_config().target_modules[i]);
+      l.Set("targetModules", targets);
+      o.Set("lora", l);
+    } else {
+      o.Set("lora", e.Null());
+    }
+    return o;
+  });
+  method("applyLora", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    Napi::Env e = ci.Env();
+    OptionsReader o(ci);
+    models::LoraConfig lora;
+    lora.rank = o.integer("rank");
+    lora.alpha = o.number("alpha");
+    lora.dropout = o.number("dropout");
+    lora.target_modules = o.strings("targetModules");
+    const uint64_t seed = static_cast<uint64_t>(o.integer("seed"));
+    const auto lock = lock_now(e, *state, "applyLora");
+    try {
+      state->model->apply_lora(lora, seed);
+    } catch (...) {
+      throw to_js(e, capture(std::current_exception()));
+    }
+    return e.Undefined();
+  });
+  method("loraTensors", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    Napi::Env e = ci.Env();
+    const auto lock = lock_now(e, *state, "loraTensors");
+    const auto params = state->model->lora_parameters();
+    Napi::Array out = Napi::Array::New(e, params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      Napi::Object t = Napi::Object::New(e);
+      t.Set("name", params[i].first);
+      Napi::Array shape = Napi::Array::New(e, params[i].second.dim());
+      for (int64_t d = 0; d < params[i].second.dim(); ++d)
+        shape.Set(static_cast<uint32_t>(d), static_cast<double>(params[i].second.size(d)));
+      t.Set("shape", shape);
+      out.Set(i, t);
+    }
+    return out;
+  });
+  method("saveAdapter", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    Napi::Env e = ci.Env();
+    const std::string path = path_argument(ci);
+    return Task::start(
+        e,
+        with_model(state,
+                   [path](models::Llama& model) {
+                     if (!model.has_lora())
+                       throw std::invalid_argument("saveAdapter: the model has no LoRA adapters");
+                     io::save_safetensors(path, model.lora_parameters(), {{"format", "pt"}});
+                   }),
+        nullptr);
+  });
+  method("loadAdapter", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    Napi::Env e = ci.Env();
+    const std::string path = path_argument(ci);
+    return Task::start(
+        e,
+        with_model(state,
+                   [path](models::Llama& model) {
+                     const io::SafetensorsFile file(path);
+                     std::vector<std::pair<std::string, at::Tensor>> named;
+                     for (const auto& entry : file.tensors()) {
+                       // PEFT writes "…lora_A.weight"; older versions may keep the adapter name
+                       // ("…lora_A.default.weight").
+                       std::string name = entry.name;
+                       for (const char* adapter : {".lora_A.default.weight", ".lora_B.default.weight"}) {
+                         const std::string a(adapter);
+                         if (name.size() > a.size() && name.compare(name.size() - a.size(), a.size(), a) == 0)
+                           name = name.substr(0, name.size() - a.size()) + a.substr(0, 7) + ".weight";
+                       }
+                       named.emplace_back(name, file.load(entry, model.dtype()).to(model.device()));
+                     }
+                     try {
+                       model.load_lora(named);
+                     } catch (const std::invalid_argument& err) {
+                       throw FormatError(path, -1, err.what());
+                     }
+                   }),
+        nullptr);
+  });
+  method("mergeLora", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    const auto lock = lock_now(ci.Env(), *state, "mergeLora");
+    state->model->merge_lora();
+    return ci.Env().Undefined();
+  });
+  method("dropLora", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    const auto lock = lock_now(ci.Env(), *state, "dropLora");
+    state->model->drop_lora();
+    return ci.Env().Undefined();
+  });
+  method("dispose", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
+    state->cancel_generation.store(true);
+    return Task::start(
+        ci.Env(),
+        [state] {
+          const std::lock_guard<std::mutex> lock(state->mutex);
+          state->model.reset();
+        },
+        nullptr);
+  });
+  return handle;
+}
+
+// _safetensorsParse(bytes: Uint8Array) → { tensors: [{ name, dtype, shape, begin, end }], metadata }
+// Test-only: the header validation of the reader on bytes in memory (the fuzz tests' entry point).
+Napi::Value SafetensorsParse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "Expected a Uint8Array");
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  io::SafetensorsHeader header;
+  try {
+    header = io::parse_safetensors_header(bytes.Data(), bytes.ByteLength(), bytes.ByteLength(), "<bytes>");
+  } catch (...) {
+    throw to_js(env, capture(std::current_exception()));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array tensors = Napi::Array::New(env, header.tensors.size());
+  for (size_t i = 0; i < header.tensors.size(); ++i) {
+    const auto& t = header.tensors[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", t.name);
+    o.Set("dtype", t.dtype);
+    Napi::Array shape = Napi::Array::New(env, t.shape.size());
+    for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+    o.Set("shape", shape);
+    o.Set("begin", static_cast<double>(t.begin));
+    o.Set("end", static_cast<double>(t.end));
+    tensors.Set(i, o);
+  }
+  out.Set("tensors", tensors);
+  Napi::Object meta = Napi::Object::New(env);
+  for (const auto& [k, v] : header.metadata) meta.Set(k, v);
+  out.Set("metadata", meta);
+  out.Set("dataStart", static_cast<double>(header.data_start));
+  return out;
+}
+
+}  // namespace
+
+void register_llm_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
+  exports.Set("_safetensorsParse", Napi::Function::New(env, SafetensorsParse, "_safetensorsParse"));
+}
+
+}  // namespace mmesid::addon
