@@ -101,10 +101,19 @@ export interface InfoNceResult {
   gradB: Float32Array;
 }
 
-/** Options of {@link Kernels.loraLinear}: y = x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ (PEFT layout). */
+/**
+ * Options of {@link Kernels.loraLinear}: y = x·Wᵀ + bias + scale·(xLora·Aᵀ)·Bᵀ (PEFT layout), where
+ * xLora = x unless given.
+ */
 export interface LoraLinearOptions {
   /** [rows, inDim] */
   x: Float32Array;
+  /**
+   * LoRA dropout (PEFT `lora_dropout`): the low-rank path's input, i.e. x after dropout, [rows, inDim].
+   * Absent = x (no dropout; results identical to a call without it). When given, the backward returns
+   * its gradient separately as `gradXLora` and `gradX` is grad_y·W only.
+   */
+  xLora?: Float32Array;
   /** [outDim, inDim], frozen. */
   weight: Float32Array;
   /** [outDim] */
@@ -128,8 +137,10 @@ export interface LoraLinearBackwardOptions extends LoraLinearOptions {
 }
 
 export interface LoraLinearBackwardResult {
-  /** [rows, inDim] */
+  /** [rows, inDim]: gradY·W, plus scale·(gradY·B)·A when `xLora` was not given. */
   gradX: Float32Array;
+  /** [rows, inDim] = scale·(gradY·B)·A, the gradient w.r.t. `xLora`; only when `xLora` was given. */
+  gradXLora?: Float32Array;
   /** [rank, inDim] */
   gradA: Float32Array;
   /** [outDim, rank] */
@@ -151,7 +162,7 @@ export interface Kernels {
   infoNce(options: InfoNceOptions): Promise<InfoNceResult>;
   /** LoRA linear forward. @throws InvalidArgumentError */
   loraLinear(options: LoraLinearOptions): Promise<{ y: Float32Array }>;
-  /** LoRA linear backward: gradients for x, A, B (and bias). @throws InvalidArgumentError */
+  /** LoRA linear backward: gradients for x, A, B (and bias, and xLora when given). @throws InvalidArgumentError */
   loraLinearBackward(options: LoraLinearBackwardOptions): Promise<LoraLinearBackwardResult>;
 }
 
@@ -177,17 +188,20 @@ function loraCommon(raw: Record<string, unknown>, reference: boolean): NativeLor
   const outDim = requireInteger(raw.outDim, 'options.outDim');
   const rank = requireInteger(raw.rank, 'options.rank');
   const x = requireFloat32Array(raw.x, 'options.x');
+  const xLora = optionalFloat32Array(raw.xLora, 'options.xLora');
   const weight = requireFloat32Array(raw.weight, 'options.weight');
   const bias = optionalFloat32Array(raw.bias, 'options.bias');
   const loraA = requireFloat32Array(raw.loraA, 'options.loraA');
   const loraB = requireFloat32Array(raw.loraB, 'options.loraB');
   requireLength(x, rows * inDim, 'options.x', `[rows=${rows}, inDim=${inDim}]`);
+  if (xLora) requireLength(xLora, rows * inDim, 'options.xLora', `[rows=${rows}, inDim=${inDim}] like options.x`);
   requireLength(weight, outDim * inDim, 'options.weight', `[outDim=${outDim}, inDim=${inDim}]`);
   if (bias) requireLength(bias, outDim, 'options.bias', `[outDim=${outDim}]`);
   requireLength(loraA, rank * inDim, 'options.loraA', `[rank=${rank}, inDim=${inDim}]`);
   requireLength(loraB, outDim * rank, 'options.loraB', `[outDim=${outDim}, rank=${rank}]`);
   return {
     x,
+    ...(xLora ? { xLora } : {}),
     weight,
     ...(bias ? { bias } : {}),
     loraA,
@@ -311,13 +325,22 @@ export function createKernels(
       const gradY = requireFloat32Array(o.gradY, 'options.gradY');
       requireLength(gradY, common.rows * common.outDim, 'options.gradY', `[rows=${common.rows}, outDim=${common.outDim}]`);
       const gradX = new Float32Array(common.rows * common.inDim);
+      const gradXLora = common.xLora ? new Float32Array(common.rows * common.inDim) : undefined;
       const gradA = new Float32Array(common.rank * common.inDim);
       const gradB = new Float32Array(common.outDim * common.rank);
       const gradBias = common.bias ? new Float32Array(common.outDim) : undefined;
       await call(() =>
-        addon().loraLinearBackward({ ...common, gradY, gradX, gradA, gradB, ...(gradBias ? { gradBias } : {}) }),
+        addon().loraLinearBackward({
+          ...common,
+          gradY,
+          gradX,
+          ...(gradXLora ? { gradXLora } : {}),
+          gradA,
+          gradB,
+          ...(gradBias ? { gradBias } : {}),
+        }),
       );
-      return gradBias ? { gradX, gradA, gradB, gradBias } : { gradX, gradA, gradB };
+      return { gradX, ...(gradXLora ? { gradXLora } : {}), gradA, gradB, ...(gradBias ? { gradBias } : {}) };
     },
   };
 }

@@ -56,6 +56,8 @@ export interface NativeInfoNceOptions {
 
 export interface NativeLoraOptions {
   x: Float32Array;
+  /** LoRA dropout: the low-rank path's input drop(x), [rows, inDim]; absent = x. */
+  xLora?: Float32Array;
   weight: Float32Array;
   bias?: Float32Array;
   loraA: Float32Array;
@@ -75,7 +77,10 @@ export interface NativeLoraForwardOptions extends NativeLoraOptions {
 
 export interface NativeLoraBackwardOptions extends NativeLoraOptions {
   gradY: Float32Array;
+  /** grad_y·W (+ the low-rank term when xLora is absent). */
   gradX?: Float32Array;
+  /** Only with xLora: the low-rank path's input gradient, [rows, inDim]. */
+  gradXLora?: Float32Array;
   gradA?: Float32Array;
   gradB?: Float32Array;
   gradBias?: Float32Array;

@@ -12,6 +12,11 @@
 //   expand_pass:  O[i, j] = bias[j] + Σ_k S[i, k]·M[k, j]   (y's low-rank part, grad_x's low-rank part)
 //                 fused with grad_a[k, j] = Σ_i S[i, k]·X[i, j], so x is read once for grad_x and grad_a.
 // Larger ranks are ordinary GEMMs and use sgemm throughout (same fusion order).
+//
+// LoRA dropout (x_lora given): only the low-rank path's input changes (u = x_lora·Aᵀ, grad_a from
+// x_lora), and the low-rank expansion of the backward goes to grad_x_lora instead of grad_x, which is
+// then the base GEMM alone (beta = 0). Without x_lora every call below is the one made before x_lora
+// existed, with the same arguments, so that path is bit-identical.
 #include "lora.h"
 
 #include <omp.h>
@@ -386,8 +391,9 @@ void check_buffer(const void* p, const char* name, const char* why = "") {
 
 }  // namespace
 
-void lora_linear_forward(const float* x, const float* weight, const float* bias, const float* lora_a,
-                         const float* lora_b, const LoraShape& shape, float* y, float* xa_out, int threads) {
+void lora_linear_forward(const float* x, const float* x_lora, const float* weight, const float* bias,
+                         const float* lora_a, const float* lora_b, const LoraShape& shape, float* y,
+                         float* xa_out, int threads) {
   check_shape(shape);
   check_buffer(x, "x");
   check_buffer(weight, "weight");
@@ -397,6 +403,7 @@ void lora_linear_forward(const float* x, const float* weight, const float* bias,
   ScopedThreads guard(threads);
   const int nthreads = guard.count();
   const int64_t rows = shape.rows, in = shape.in_dim, out = shape.out_dim, r = shape.rank;
+  const float* xl = x_lora ? x_lora : x;  // the low-rank path's input
 
   std::vector<float> u_store(xa_out ? 0 : rows * r);
   float* u = xa_out ? xa_out : u_store.data();
@@ -405,12 +412,12 @@ void lora_linear_forward(const float* x, const float* weight, const float* bias,
     const int64_t lda = padded_ld(in), ldb = padded_ld(out);
     std::vector<float> ap(r * lda), bt(r * ldb);
     copy_rows(lora_a, r, in, ap.data(), lda);
-    reduce_pass(x, rows, in, ap.data(), lda, r, nullptr, u, nullptr, nullptr, nthreads);
+    reduce_pass(xl, rows, in, ap.data(), lda, r, nullptr, u, nullptr, nullptr, nthreads);
     scaled_copy(u, rows * r, shape.scale, su.data());
     transpose(lora_b, out, r, bt.data(), ldb, nthreads);
     expand_pass(su.data(), rows, r, bt.data(), ldb, out, bias, y, nullptr, nullptr, nthreads);
   } else {
-    sgemm(false, true, rows, r, in, 1.f, x, in, lora_a, in, 0.f, u, r);
+    sgemm(false, true, rows, r, in, 1.f, xl, in, lora_a, in, 0.f, u, r);
     if (bias) {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
       for (int64_t i = 0; i < rows; ++i) std::copy(bias, bias + out, y + i * out);
@@ -420,20 +427,31 @@ void lora_linear_forward(const float* x, const float* weight, const float* bias,
   sgemm(false, true, rows, out, in, 1.f, x, in, weight, in, 1.f, y, out);
 }
 
-void lora_linear_backward(const float* x, const float* weight, const float* lora_a, const float* lora_b,
-                          const float* grad_y, const float* xa, const LoraShape& shape, float* grad_x,
-                          float* grad_a, float* grad_b, float* grad_bias, int threads) {
+void lora_linear_backward(const float* x, const float* x_lora, const float* weight, const float* lora_a,
+                          const float* lora_b, const float* grad_y, const float* xa, const LoraShape& shape,
+                          float* grad_x, float* grad_x_lora, float* grad_a, float* grad_b, float* grad_bias,
+                          int threads) {
   check_shape(shape);
   check_buffer(grad_y, "grad_y");
   check_buffer(lora_a, "lora_a");
   check_buffer(lora_b, "lora_b");
+  if (grad_x_lora && !x_lora) {
+    throw ArgumentError("grad_x_lora",
+                        "a null buffer when x_lora is null (the low-rank gradient is then in grad_x)",
+                        "a buffer");
+  }
   if (grad_x) check_buffer(weight, "weight", " (grad_x is requested)");
-  if (grad_a || (grad_b && !xa)) check_buffer(x, "x", " (grad_a, or grad_b without xa, is requested)");
+  // The low-rank path's input: x_lora (drop(x)) when given, else x.
+  const float* xl = x_lora ? x_lora : x;
+  if (grad_a || (grad_b && !xa)) check_buffer(xl, "x", " (grad_a, or grad_b without xa, is requested)");
   ScopedThreads guard(threads);
   const int nthreads = guard.count();
   const int64_t rows = shape.rows, in = shape.in_dim, out = shape.out_dim, r = shape.rank;
   const float scale = shape.scale;
-  const bool need_v = grad_x || grad_a;
+  // Where scale·v·A goes: into grad_x (the base GEMM then accumulates onto it, beta = 1) or, with
+  // x_lora, into grad_x_lora (grad_x is then the base GEMM alone, beta = 0).
+  float* grad_low = x_lora ? grad_x_lora : grad_x;
+  const bool need_v = grad_low || grad_a;
   const bool loops = r <= kLoopRankMax;
 
   // A with a padded stride (the loop path streams its rows side by side).
@@ -453,9 +471,9 @@ void lora_linear_backward(const float* x, const float* weight, const float* lora
     } else {
       std::vector<float> u(rows * r);
       if (loops)
-        reduce_pass(x, rows, in, ap.data(), lda, r, nullptr, u.data(), nullptr, nullptr, nthreads);
+        reduce_pass(xl, rows, in, ap.data(), lda, r, nullptr, u.data(), nullptr, nullptr, nthreads);
       else
-        sgemm(false, true, rows, r, in, 1.f, x, in, lora_a, in, 0.f, u.data(), r);
+        sgemm(false, true, rows, r, in, 1.f, xl, in, lora_a, in, 0.f, u.data(), r);
       scaled_copy(u.data(), rows * r, scale, su.data());
     }
   }
@@ -472,18 +490,20 @@ void lora_linear_backward(const float* x, const float* weight, const float* lora
     if (need_v) {
       std::vector<float> sv(rows * r);
       scaled_copy(v.data(), rows * r, scale, sv.data());
-      expand_pass(sv.data(), rows, r, ap.data(), lda, in, nullptr, grad_x, x, grad_a, nthreads);
+      expand_pass(sv.data(), rows, r, ap.data(), lda, in, nullptr, grad_low, xl, grad_a, nthreads);
     }
   } else {
     if (need_v) {
       sgemm(false, false, rows, r, out, 1.f, grad_y, out, lora_b, r, 0.f, v.data(), r);
-      if (grad_x) sgemm(false, false, rows, in, r, scale, v.data(), r, lora_a, in, 0.f, grad_x, in);
-      if (grad_a) sgemm(true, false, r, in, rows, scale, v.data(), r, x, in, 0.f, grad_a, in);
+      if (grad_low) sgemm(false, false, rows, in, r, scale, v.data(), r, lora_a, in, 0.f, grad_low, in);
+      if (grad_a) sgemm(true, false, r, in, rows, scale, v.data(), r, xl, in, 0.f, grad_a, in);
     }
     if (grad_b) sgemm(true, false, out, r, rows, 1.f, grad_y, out, su.data(), r, 0.f, grad_b, r);
     if (grad_bias) column_sums(grad_y, rows, out, grad_bias, nthreads);
   }
-  if (grad_x) sgemm(false, false, rows, in, out, 1.f, grad_y, out, weight, in, 1.f, grad_x, in);
+  if (grad_x) {
+    sgemm(false, false, rows, in, out, 1.f, grad_y, out, weight, in, x_lora ? 0.f : 1.f, grad_x, in);
+  }
 }
 
 }  // namespace mmesid::kernels

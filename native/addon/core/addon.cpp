@@ -145,7 +145,7 @@ Napi::Value InfoNce(const Napi::CallbackInfo& info) {
 }
 
 struct LoraArgs {
-  Pinned<float> x, weight, bias, lora_a, lora_b;
+  Pinned<float> x, x_lora, weight, bias, lora_a, lora_b;
   k::LoraShape shape;
   int threads = 0;
   bool reference = false;
@@ -154,6 +154,7 @@ struct LoraArgs {
 LoraArgs read_lora(OptionsReader& r) {
   LoraArgs args;
   args.x = r.f32("x");
+  args.x_lora = r.f32_optional("xLora");
   args.weight = r.f32("weight");
   args.bias = r.f32_optional("bias");
   args.lora_a = r.f32("loraA");
@@ -167,6 +168,7 @@ LoraArgs read_lora(OptionsReader& r) {
   args.reference = r.boolean_or("_reference", false);
   const auto& s = args.shape;
   require_length(r.env(), args.x.length, s.rows * s.in_dim, "x");
+  if (args.x_lora.data) require_length(r.env(), args.x_lora.length, s.rows * s.in_dim, "xLora");
   require_length(r.env(), args.weight.length, s.out_dim * s.in_dim, "weight");
   if (args.bias.data) require_length(r.env(), args.bias.length, s.out_dim, "bias");
   require_length(r.env(), args.lora_a.length, s.rank * s.in_dim, "loraA");
@@ -185,8 +187,10 @@ NamedBuffer lora_input(const LoraArgs& a, int which) {
       return {a.bias.data, s.out_dim, s.out_dim, "options.bias"};
     case 3:
       return {a.lora_a.data, s.rank * s.in_dim, s.in_dim, "options.loraA"};
-    default:
+    case 4:
       return {a.lora_b.data, s.out_dim * s.rank, s.rank, "options.loraB"};
+    default:
+      return {a.x_lora.data, s.rows * s.in_dim, s.in_dim, "options.xLora"};
   }
 }
 
@@ -199,16 +203,17 @@ Napi::Value LoraLinear(const Napi::CallbackInfo& info) {
       r.env(),
       [=]() {
         if (args.reference) {
-          k::lora_linear_forward_reference(args.x.data, args.weight.data, args.bias.data, args.lora_a.data,
-                                           args.lora_b.data, args.shape, y.data);
+          k::lora_linear_forward_reference(args.x.data, args.x_lora.data, args.weight.data, args.bias.data,
+                                           args.lora_a.data, args.lora_b.data, args.shape, y.data);
         } else {
-          k::lora_linear_forward(args.x.data, args.weight.data, args.bias.data, args.lora_a.data,
-                                 args.lora_b.data, args.shape, y.data, nullptr, args.threads);
+          k::lora_linear_forward(args.x.data, args.x_lora.data, args.weight.data, args.bias.data,
+                                 args.lora_a.data, args.lora_b.data, args.shape, y.data, nullptr,
+                                 args.threads);
         }
         const auto& s = args.shape;
         check_finite_result(0.0, {{y.data, s.rows * s.out_dim, s.out_dim, "y"}},
-                            {lora_input(args, 0), lora_input(args, 1), lora_input(args, 2),
-                             lora_input(args, 3), lora_input(args, 4)},
+                            {lora_input(args, 0), lora_input(args, 5), lora_input(args, 1),
+                             lora_input(args, 2), lora_input(args, 3), lora_input(args, 4)},
                             "loraLinear", args.threads);
         return 0.0;
       },
@@ -220,12 +225,17 @@ Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info) {
   const LoraArgs args = read_lora(r);
   const auto grad_y = r.f32("gradY");
   const auto grad_x = r.f32_optional("gradX");
+  const auto grad_x_lora = r.f32_optional("gradXLora");
   const auto grad_a = r.f32_optional("gradA");
   const auto grad_b = r.f32_optional("gradB");
   const auto grad_bias = r.f32_optional("gradBias");
   const auto& s = args.shape;
   require_length(r.env(), grad_y.length, s.rows * s.out_dim, "gradY");
   if (grad_x.data) require_length(r.env(), grad_x.length, s.rows * s.in_dim, "gradX");
+  if (grad_x_lora.data) {
+    if (!args.x_lora.data) throw Napi::TypeError::New(r.env(), "gradXLora needs xLora");
+    require_length(r.env(), grad_x_lora.length, s.rows * s.in_dim, "gradXLora");
+  }
   if (grad_a.data) require_length(r.env(), grad_a.length, s.rank * s.in_dim, "gradA");
   if (grad_b.data) require_length(r.env(), grad_b.length, s.out_dim * s.rank, "gradB");
   if (grad_bias.data) require_length(r.env(), grad_bias.length, s.out_dim, "gradBias");
@@ -233,21 +243,23 @@ Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info) {
       r.env(),
       [=]() {
         if (args.reference) {
-          k::lora_linear_backward_reference(args.x.data, args.weight.data, args.lora_a.data, args.lora_b.data,
-                                            grad_y.data, args.shape, grad_x.data, grad_a.data, grad_b.data,
-                                            grad_bias.data);
+          k::lora_linear_backward_reference(args.x.data, args.x_lora.data, args.weight.data, args.lora_a.data,
+                                            args.lora_b.data, grad_y.data, args.shape, grad_x.data,
+                                            grad_x_lora.data, grad_a.data, grad_b.data, grad_bias.data);
         } else {
-          k::lora_linear_backward(args.x.data, args.weight.data, args.lora_a.data, args.lora_b.data,
-                                  grad_y.data, nullptr, args.shape, grad_x.data, grad_a.data, grad_b.data,
-                                  grad_bias.data, args.threads);
+          k::lora_linear_backward(args.x.data, args.x_lora.data, args.weight.data, args.lora_a.data,
+                                  args.lora_b.data, grad_y.data, nullptr, args.shape, grad_x.data,
+                                  grad_x_lora.data, grad_a.data, grad_b.data, grad_bias.data, args.threads);
         }
         check_finite_result(0.0,
                             {{grad_x.data, s.rows * s.in_dim, s.in_dim, "gradX"},
+                             {grad_x_lora.data, s.rows * s.in_dim, s.in_dim, "gradXLora"},
                              {grad_a.data, s.rank * s.in_dim, s.in_dim, "gradA"},
                              {grad_b.data, s.out_dim * s.rank, s.rank, "gradB"},
                              {grad_bias.data, s.out_dim, s.out_dim, "gradBias"}},
                             {{grad_y.data, s.rows * s.out_dim, s.out_dim, "options.gradY"},
                              lora_input(args, 0),
+                             lora_input(args, 5),
                              lora_input(args, 1),
                              lora_input(args, 3),
                              lora_input(args, 4)},

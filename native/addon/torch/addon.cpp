@@ -123,17 +123,27 @@ Napi::Value InfoNce(const Napi::CallbackInfo& info) {
       r.take_pins());
 }
 
-/// Forward (and, when gradY is given, backward) of the LoRA op; `y` is written when given.
+/// Forward (and, when gradY is given, backward) of the LoRA op; `y` is written when given. With xLora
+/// the op gets it as x_lora and gradXLora receives its gradient.
 Napi::Value LoraLinearImpl(const Napi::CallbackInfo& info) {
   OptionsReader r(info);
   const auto x = r.f32("x"), weight = r.f32("weight"), bias = r.f32_optional("bias");
+  const auto x_lora = r.f32_optional("xLora");
   const auto lora_a = r.f32("loraA"), lora_b = r.f32("loraB");
   const auto y = r.f32_optional("y"), grad_y = r.f32_optional("gradY");
   const auto grad_x = r.f32_optional("gradX"), grad_a = r.f32_optional("gradA");
+  const auto grad_x_lora = r.f32_optional("gradXLora");
   const auto grad_b = r.f32_optional("gradB"), grad_bias = r.f32_optional("gradBias");
   const int64_t rows = r.integer("rows"), in_dim = r.integer("inDim"), out_dim = r.integer("outDim");
   const int64_t rank = r.integer("rank");
   const double scale = r.number("scale");
+  // The views below take their shapes from rows/inDim, so a short xLora would be read out of bounds.
+  if (x_lora.data && x_lora.length != static_cast<size_t>(rows * in_dim)) {
+    throw Napi::RangeError::New(r.env(), "Expected " + std::to_string(rows * in_dim) +
+                                             " elements in xLora but received " +
+                                             std::to_string(x_lora.length));
+  }
+  if (grad_x_lora.data && !x_lora.data) throw Napi::TypeError::New(r.env(), "gradXLora needs xLora");
   return PromiseWorker::start(
       r.env(),
       [=]() {
@@ -141,13 +151,16 @@ Napi::Value LoraLinearImpl(const Napi::CallbackInfo& info) {
         at::Tensor tw = view(weight, {out_dim, in_dim});
         c10::optional<at::Tensor> tbias;
         if (bias.data) tbias = view(bias, {out_dim}, grad_bias.data != nullptr);
+        c10::optional<at::Tensor> tx_lora;
+        if (x_lora.data) tx_lora = view(x_lora, {rows, in_dim}, grad_x_lora.data != nullptr);
         at::Tensor ta = view(lora_a, {rank, in_dim}, grad_a.data != nullptr);
         at::Tensor tb = view(lora_b, {out_dim, rank}, grad_b.data != nullptr);
-        at::Tensor out = torch_ops::lora_linear(tx, tw, tbias, ta, tb, scale);
+        at::Tensor out = torch_ops::lora_linear(tx, tw, tbias, ta, tb, scale, tx_lora);
         copy_out(out.detach(), y, "y");
         if (grad_y.data && out.requires_grad()) {
           torch::autograd::backward({out}, {view(grad_y, {rows, out_dim})});
           copy_out(tx.grad(), grad_x, "gradX");
+          if (tx_lora) copy_out(tx_lora->grad(), grad_x_lora, "gradXLora");
           copy_out(ta.grad(), grad_a, "gradA");
           copy_out(tb.grad(), grad_b, "gradB");
           if (tbias) copy_out(tbias->grad(), grad_bias, "gradBias");

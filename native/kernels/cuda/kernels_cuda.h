@@ -29,11 +29,13 @@ double mmd_gaussian(const float* x, const float* y, int64_t n, int64_t dim,
 double info_nce(const float* a, const float* b, int64_t n, int64_t dim, double temperature, bool symmetric,
                 float* grad_a, float* grad_b, void* stream);
 
-void lora_linear_forward(const float* x, const float* weight, const float* bias, const float* lora_a,
-                         const float* lora_b, const LoraShape& shape, float* y, float* xa_out, void* stream);
+void lora_linear_forward(const float* x, const float* x_lora, const float* weight, const float* bias,
+                         const float* lora_a, const float* lora_b, const LoraShape& shape, float* y,
+                         float* xa_out, void* stream);
 
-void lora_linear_backward(const float* x, const float* weight, const float* lora_a, const float* lora_b,
-                          const float* grad_y, const float* xa, const LoraShape& shape, float* grad_x,
-                          float* grad_a, float* grad_b, float* grad_bias, void* stream);
+void lora_linear_backward(const float* x, const float* x_lora, const float* weight, const float* lora_a,
+                          const float* lora_b, const float* grad_y, const float* xa, const LoraShape& shape,
+                          float* grad_x, float* grad_x_lora, float* grad_a, float* grad_b, float* grad_bias,
+                          void* stream);
 
 }  // namespace mmesid::kernels::cuda

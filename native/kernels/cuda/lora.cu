@@ -7,6 +7,10 @@
 // the rank-r expansions (scale·u·Bᵀ + bias, scale·v·A) are one thread per output element for
 // r <= kElementwiseRankMax and the tiled sgemm (cuda_common.cuh) above it, as are the big GEMMs and
 // grad_a / grad_b. Workspace (u, v: rows·r floats) is stream-ordered and freed on every path.
+//
+// LoRA dropout (x_lora given), as on the CPU: u = x_lora·Aᵀ and grad_a = scale·vᵀ·x_lora; the rank-r
+// expansion scale·v·A is written to grad_x_lora, and grad_x = grad_y·W is the base GEMM alone (beta = 0).
+// Without x_lora every launch is the one made before x_lora existed.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -106,7 +110,7 @@ __global__ void lora_up_forward_kernel(const float* __restrict__ u, const float*
   }
 }
 
-/// grad_x[i, c] = scale·Σ_k v[i, k]·A[k, c]  (written, not accumulated).
+/// grad_x[i, c] = scale·Σ_k v[i, k]·A[k, c]  (written, not accumulated; grad_x_lora with x_lora).
 __global__ void lora_up_backward_kernel(const float* __restrict__ v, const float* __restrict__ lora_a,
                                         long long rows, long long in, long long rank, float scale,
                                         float* __restrict__ grad_x) {
@@ -169,8 +173,9 @@ void launch_down_forward(const float* x, const float* lora_a, const LoraShape& s
 
 }  // namespace
 
-void lora_linear_forward(const float* x, const float* weight, const float* bias, const float* lora_a,
-                         const float* lora_b, const LoraShape& shape, float* y, float* xa_out, void* stream) {
+void lora_linear_forward(const float* x, const float* x_lora, const float* weight, const float* bias,
+                         const float* lora_a, const float* lora_b, const LoraShape& shape, float* y,
+                         float* xa_out, void* stream) {
   check_shape(shape);
   check_buffer(x, "x");
   check_buffer(weight, "weight");
@@ -181,9 +186,11 @@ void lora_linear_forward(const float* x, const float* weight, const float* bias,
   const int rows = static_cast<int>(shape.rows), in = static_cast<int>(shape.in_dim);
   const int out = static_cast<int>(shape.out_dim), r = static_cast<int>(shape.rank);
 
+  const float* xl = x_lora ? x_lora : x;  // the low-rank path's input
+
   DeviceBuffer<float> u_store(xa_out ? 0 : static_cast<size_t>(rows) * r, st);
   float* u = xa_out ? xa_out : u_store.get();
-  launch_down_forward(x, lora_a, shape, u, st);
+  launch_down_forward(xl, lora_a, shape, u, st);
   if (r <= kElementwiseRankMax) {
     lora_up_forward_kernel<<<grid_for(static_cast<long long>(rows) * out, kElementwiseThreads),
                              kElementwiseThreads, 0, st>>>(u, lora_b, bias, rows, out, r, shape.scale, y);
@@ -199,26 +206,35 @@ void lora_linear_forward(const float* x, const float* weight, const float* bias,
   sgemm(st, false, true, rows, out, in, 1.f, x, in, weight, in, 1.f, y, out);
 }
 
-void lora_linear_backward(const float* x, const float* weight, const float* lora_a, const float* lora_b,
-                          const float* grad_y, const float* xa, const LoraShape& shape, float* grad_x,
-                          float* grad_a, float* grad_b, float* grad_bias, void* stream) {
+void lora_linear_backward(const float* x, const float* x_lora, const float* weight, const float* lora_a,
+                          const float* lora_b, const float* grad_y, const float* xa, const LoraShape& shape,
+                          float* grad_x, float* grad_x_lora, float* grad_a, float* grad_b, float* grad_bias,
+                          void* stream) {
   check_shape(shape);
   check_buffer(grad_y, "grad_y");
   check_buffer(lora_a, "lora_a");
   check_buffer(lora_b, "lora_b");
+  if (grad_x_lora && !x_lora) {
+    throw ArgumentError("grad_x_lora",
+                        "a null buffer when x_lora is null (the low-rank gradient is then in grad_x)",
+                        "a buffer");
+  }
   if (grad_x) check_buffer(weight, "weight", " (grad_x is requested)");
-  if (grad_a || (grad_b && !xa)) check_buffer(x, "x", " (grad_a, or grad_b without xa, is requested)");
+  const float* xl = x_lora ? x_lora : x;  // the low-rank path's input
+  if (grad_a || (grad_b && !xa)) check_buffer(xl, "x", " (grad_a, or grad_b without xa, is requested)");
   const cudaStream_t st = as_stream(stream);
   const int rows = static_cast<int>(shape.rows), in = static_cast<int>(shape.in_dim);
   const int out = static_cast<int>(shape.out_dim), r = static_cast<int>(shape.rank);
   const float scale = shape.scale;
-  const bool need_v = grad_x || grad_a;
+  // Where scale·v·A goes: grad_x (the base GEMM then accumulates onto it) or, with x_lora, grad_x_lora.
+  float* grad_low = x_lora ? grad_x_lora : grad_x;
+  const bool need_v = grad_low || grad_a;
   const size_t small = static_cast<size_t>(rows) * r;
 
   DeviceBuffer<float> u_store(grad_b && !xa ? small : 0, st);
   const float* u = xa;
   if (grad_b && !xa) {
-    launch_down_forward(x, lora_a, shape, u_store.get(), st);
+    launch_down_forward(xl, lora_a, shape, u_store.get(), st);
     u = u_store.get();
   }
   DeviceBuffer<float> v(need_v ? small : 0, st);
@@ -227,17 +243,18 @@ void lora_linear_backward(const float* x, const float* weight, const float* lora
         grad_y, lora_b, rows, out, r, v.get());
     check_cuda(cudaGetLastError(), "lora_down_backward_kernel launch");
   }
-  if (grad_x) {
+  if (grad_low) {
     if (r <= kElementwiseRankMax) {
       lora_up_backward_kernel<<<grid_for(static_cast<long long>(rows) * in, kElementwiseThreads),
-                                kElementwiseThreads, 0, st>>>(v.get(), lora_a, rows, in, r, scale, grad_x);
+                                kElementwiseThreads, 0, st>>>(v.get(), lora_a, rows, in, r, scale, grad_low);
       check_cuda(cudaGetLastError(), "lora_up_backward_kernel launch");
     } else {
-      sgemm(st, false, false, rows, in, r, scale, v.get(), r, lora_a, in, 0.f, grad_x, in);
+      sgemm(st, false, false, rows, in, r, scale, v.get(), r, lora_a, in, 0.f, grad_low, in);
     }
-    sgemm(st, false, false, rows, in, out, 1.f, grad_y, out, weight, in, 1.f, grad_x, in);
   }
-  if (grad_a) sgemm(st, true, false, r, in, rows, scale, v.get(), r, x, in, 0.f, grad_a, in);
+  if (grad_x)
+    sgemm(st, false, false, rows, in, out, 1.f, grad_y, out, weight, in, x_lora ? 0.f : 1.f, grad_x, in);
+  if (grad_a) sgemm(st, true, false, r, in, rows, scale, v.get(), r, xl, in, 0.f, grad_a, in);
   if (grad_b) sgemm(st, true, false, out, r, rows, scale, grad_y, out, u, r, 0.f, grad_b, r);
   if (grad_bias) {
     lora_bias_backward_kernel<<<grid_for(out, kElementwiseThreads), kElementwiseThreads, 0, st>>>(

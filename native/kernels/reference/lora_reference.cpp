@@ -1,6 +1,8 @@
 // Naive LoRA linear references (contract: ../lora.h): plain loops, double accumulation, written to be
 // obviously right rather than fast. The low-rank intermediates u = x·Aᵀ and v = grad_y·B are kept in
-// double so the references carry no float rounding of their own beyond the final store.
+// double so the references carry no float rounding of their own beyond the final store. With x_lora
+// (LoRA dropout's drop(x)) the low-rank path reads x_lora and its input gradient is grad_x_lora; x_lora
+// = nullptr is x_lora = x with that gradient summed into grad_x.
 #include <string>
 #include <vector>
 
@@ -33,12 +35,12 @@ std::vector<double> project_down(const float* x, const float* lora_a, const Lora
 
 }  // namespace
 
-void lora_linear_forward_reference(const float* x, const float* weight, const float* bias,
-                                   const float* lora_a, const float* lora_b, const LoraShape& shape,
-                                   float* y) {
+void lora_linear_forward_reference(const float* x, const float* x_lora, const float* weight,
+                                   const float* bias, const float* lora_a, const float* lora_b,
+                                   const LoraShape& shape, float* y) {
   check_reference_shape(shape, "lora_linear_forward_reference");
   const int64_t rows = shape.rows, in = shape.in_dim, out = shape.out_dim, r = shape.rank;
-  const std::vector<double> u = project_down(x, lora_a, shape);
+  const std::vector<double> u = project_down(x_lora ? x_lora : x, lora_a, shape);
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < out; ++j) {
       double base = bias ? static_cast<double>(bias[j]) : 0.0;
@@ -50,12 +52,16 @@ void lora_linear_forward_reference(const float* x, const float* weight, const fl
   }
 }
 
-void lora_linear_backward_reference(const float* x, const float* weight, const float* lora_a,
-                                    const float* lora_b, const float* grad_y, const LoraShape& shape,
-                                    float* grad_x, float* grad_a, float* grad_b, float* grad_bias) {
+void lora_linear_backward_reference(const float* x, const float* x_lora, const float* weight,
+                                    const float* lora_a, const float* lora_b, const float* grad_y,
+                                    const LoraShape& shape, float* grad_x, float* grad_x_lora, float* grad_a,
+                                    float* grad_b, float* grad_bias) {
   check_reference_shape(shape, "lora_linear_backward_reference");
+  require(!grad_x_lora || x_lora, "lora_linear_backward_reference",
+          "grad_x_lora needs x_lora (without it the low-rank gradient is part of grad_x)");
   const int64_t rows = shape.rows, in = shape.in_dim, out = shape.out_dim, r = shape.rank;
   const double scale = shape.scale;
+  const float* xl = x_lora ? x_lora : x;  // the low-rank path's input
 
   // v[i, k] = Σ_j grad_y[i, j]·B[j, k]
   std::vector<double> v(static_cast<size_t>(rows * r));
@@ -67,7 +73,7 @@ void lora_linear_backward_reference(const float* x, const float* weight, const f
     }
   }
 
-  if (grad_x) {
+  if (grad_x || grad_x_lora) {
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t c = 0; c < in; ++c) {
         double base = 0.0;
@@ -75,7 +81,12 @@ void lora_linear_backward_reference(const float* x, const float* weight, const f
           base += static_cast<double>(grad_y[i * out + j]) * weight[j * in + c];
         double low = 0.0;
         for (int64_t k = 0; k < r; ++k) low += v[i * r + k] * lora_a[k * in + c];
-        grad_x[i * in + c] = static_cast<float>(base + scale * low);
+        if (x_lora) {
+          if (grad_x) grad_x[i * in + c] = static_cast<float>(base);
+          if (grad_x_lora) grad_x_lora[i * in + c] = static_cast<float>(scale * low);
+        } else {
+          grad_x[i * in + c] = static_cast<float>(base + scale * low);
+        }
       }
     }
   }
@@ -83,13 +94,13 @@ void lora_linear_backward_reference(const float* x, const float* weight, const f
     for (int64_t k = 0; k < r; ++k) {
       for (int64_t c = 0; c < in; ++c) {
         double acc = 0.0;
-        for (int64_t i = 0; i < rows; ++i) acc += v[i * r + k] * x[i * in + c];
+        for (int64_t i = 0; i < rows; ++i) acc += v[i * r + k] * xl[i * in + c];
         grad_a[k * in + c] = static_cast<float>(scale * acc);
       }
     }
   }
   if (grad_b) {
-    const std::vector<double> u = project_down(x, lora_a, shape);
+    const std::vector<double> u = project_down(xl, lora_a, shape);
     for (int64_t j = 0; j < out; ++j) {
       for (int64_t k = 0; k < r; ++k) {
         double acc = 0.0;

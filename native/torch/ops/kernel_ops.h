@@ -81,9 +81,10 @@ at::Tensor mmd_gaussian(const at::Tensor& x, const at::Tensor& y,
 at::Tensor info_nce(const at::Tensor& a, const at::Tensor& b, double temperature, bool symmetric);
 
 /// LoRA linear with a frozen base weight (kernels/lora.h, PEFT layout):
-///   y = x·Wᵀ + bias + scale · (x·Aᵀ)·Bᵀ
+///   y = x·Wᵀ + bias + scale · (x_lora·Aᵀ)·Bᵀ,   x_lora = x when not given
 /// @param x       [..., in] float32, any number of leading dims (none, i.e. a 1-D x, included);
-///                zero rows give an empty y. Receives a gradient.
+///                zero rows give an empty y. Receives a gradient: grad_y·W, plus the low-rank path's
+///                scale·(grad_y·B)·A only when x_lora is not given.
 /// @param weight  [out, in] float32, the frozen base weight. It NEVER receives a gradient, even
 ///                when it requires grad (it is detached before entering the graph); if it is the
 ///                only input requiring grad, y does not require grad.
@@ -91,12 +92,19 @@ at::Tensor info_nce(const at::Tensor& a, const at::Tensor& b, double temperature
 /// @param lora_a  [r, in] float32 (lora_A.weight), r >= 1. Receives a gradient.
 /// @param lora_b  [out, r] float32 (lora_B.weight). Receives a gradient.
 /// @param scale   lora_alpha / r.
+/// @param x_lora  LoRA dropout: the low-rank path's input, normally dropout(x) (PEFT's lora_dropout),
+///                or nullopt / undefined = x (no dropout; the result is then exactly that of the call
+///                without x_lora). Same shape, dtype (float32) and device as x. Receives its own
+///                gradient scale·(grad_y·B)·A, which autograd carries back through the dropout mask.
 /// @return y [..., out] float32 on x's device.
-/// Memory: when a gradient is needed the forward saves x (its contiguous [rows, in] form),
-/// references to W, A, B (copies only when they were not contiguous) and x·Aᵀ [rows, r], so the
-/// backward does not recompute it. Only the gradients that are needed are computed.
-/// @throws c10::Error on a wrong dtype, rank, size mismatch, device or non-finite scale.
+/// Memory: when a gradient is needed the forward saves the low-rank path's input (x_lora when given,
+/// else x; contiguous [rows, in] form), references to W, A, B (copies only when they were not
+/// contiguous) and x_lora·Aᵀ [rows, r], so the backward does not recompute it. Only the gradients that
+/// are needed are computed.
+/// @throws c10::Error on a wrong dtype, rank, size mismatch (x_lora: any shape but x's), device or
+///         non-finite scale.
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                       const at::Tensor& lora_a, const at::Tensor& lora_b, double scale);
+                       const at::Tensor& lora_a, const at::Tensor& lora_b, double scale,
+                       const c10::optional<at::Tensor>& x_lora = c10::nullopt);
 
 }  // namespace mmesid::torch_ops

@@ -28,14 +28,16 @@ float* data_or_null(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<float>() : nullptr;
 }
 
-// Works on a 2-D x [rows, in]; the public function reshapes around it (autograd handles those
-// views). Saved for the backward: x, W, A, B (contiguous forms; references unless a copy was
-// needed) and x·Aᵀ [rows, r] from the forward. The weight arrives detached, so it has no edge in
-// the graph.
+// Works on a 2-D x [rows, in] (and x_lora, same shape); the public function reshapes around it
+// (autograd handles those views). Saved for the backward: the low-rank path's input (x_lora when
+// given, else x; the backward never needs x itself when x_lora is given, as grad_x = grad_y·W), W, A,
+// B (contiguous forms; references unless a copy was needed) and that input·Aᵀ [rows, r] from the forward.
+// The weight arrives detached, so it has no edge in the graph.
 struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
   static at::Tensor forward(detail::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const c10::optional<at::Tensor>& bias, const at::Tensor& lora_a,
-                            const at::Tensor& lora_b, double scale, bool want_grad) {
+                            const at::Tensor& lora_b, const c10::optional<at::Tensor>& x_lora, double scale,
+                            bool want_grad) {
     const auto backend = detail::backend_for(x, kOp);
     const at::Tensor xc = x.contiguous();
     const at::Tensor wc = weight.contiguous();
@@ -43,6 +45,8 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const at::Tensor bc = lora_b.contiguous();
     const bool has_bias = bias.has_value() && bias->defined();
     const at::Tensor biasc = has_bias ? bias->contiguous() : at::Tensor();
+    const bool has_x_lora = x_lora.has_value() && x_lora->defined();
+    const at::Tensor xlc = has_x_lora ? x_lora->contiguous() : at::Tensor();
     kernels::LoraShape shape;
     shape.rows = xc.size(0);
     shape.in_dim = xc.size(1);
@@ -55,19 +59,20 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
 #ifdef MMESID_WITH_CUDA
     if (shape.rows > 0 && backend == detail::Backend::Cuda) {
       const c10::DeviceGuard guard(x.device());
-      kernels::cuda::lora_linear_forward(xc.data_ptr<float>(), wc.data_ptr<float>(), data_or_null(biasc),
-                                         ac.data_ptr<float>(), bc.data_ptr<float>(), shape,
-                                         y.data_ptr<float>(), data_or_null(xa), nullptr);
+      kernels::cuda::lora_linear_forward(xc.data_ptr<float>(), data_or_null(xlc), wc.data_ptr<float>(),
+                                         data_or_null(biasc), ac.data_ptr<float>(), bc.data_ptr<float>(),
+                                         shape, y.data_ptr<float>(), data_or_null(xa), nullptr);
     }
 #endif
     if (shape.rows > 0 && backend == detail::Backend::Cpu) {
-      kernels::lora_linear_forward(xc.data_ptr<float>(), wc.data_ptr<float>(), data_or_null(biasc),
-                                   ac.data_ptr<float>(), bc.data_ptr<float>(), shape, y.data_ptr<float>(),
-                                   data_or_null(xa), detail::cpu_threads());
+      kernels::lora_linear_forward(xc.data_ptr<float>(), data_or_null(xlc), wc.data_ptr<float>(),
+                                   data_or_null(biasc), ac.data_ptr<float>(), bc.data_ptr<float>(), shape,
+                                   y.data_ptr<float>(), data_or_null(xa), detail::cpu_threads());
     }
     if (want_grad) {
-      ctx->save_for_backward({xc, wc, ac, bc, xa});
+      ctx->save_for_backward({has_x_lora ? xlc : xc, wc, ac, bc, xa});
       ctx->saved_data["has_bias"] = has_bias;
+      ctx->saved_data["has_x_lora"] = has_x_lora;
       ctx->saved_data["scale"] = scale;
     }
     return y;
@@ -77,12 +82,13 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const auto saved = ctx->get_saved_variables();
     TORCH_CHECK(saved.size() == 5, kOp,
                 ": internal error: backward without the tensors saved by the forward");
-    const at::Tensor& x = saved[0];
+    const at::Tensor& x = saved[0];  // the low-rank path's input: x_lora when given, else x
     const at::Tensor& w = saved[1];
     const at::Tensor& a = saved[2];
     const at::Tensor& b = saved[3];
     const at::Tensor& xa = saved[4];
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const bool has_x_lora = ctx->saved_data["has_x_lora"].toBool();
     kernels::LoraShape shape;
     shape.rows = x.size(0);
     shape.in_dim = x.size(1);
@@ -90,12 +96,13 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     shape.rank = a.size(0);
     shape.scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
 
-    // needs_input_grad counts graph edges: x, weight, [bias,] lora_a, lora_b.
+    // needs_input_grad counts graph edges: x, weight, [bias,] lora_a, lora_b[, x_lora].
     const size_t edge_a = has_bias ? 3 : 2;
     const bool need_x = ctx->needs_input_grad(0);
     const bool need_bias = has_bias && ctx->needs_input_grad(2);
     const bool need_a = ctx->needs_input_grad(edge_a);
     const bool need_b = ctx->needs_input_grad(edge_a + 1);
+    const bool need_x_lora = has_x_lora && ctx->needs_input_grad(edge_a + 2);
 
     const at::Tensor& gy_in = grad_outputs[0];
     TORCH_CHECK(gy_in.scalar_type() == at::kFloat && gy_in.device() == x.device() && gy_in.dim() == 2 &&
@@ -103,7 +110,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
                 kOp, ": expected a float32 [", shape.rows, ", ", shape.out_dim, "] gradient on ", x.device(),
                 " for y but received ", gy_in.scalar_type(), " ", gy_in.sizes(), " on ", gy_in.device());
 
-    at::Tensor grad_x, grad_bias, grad_a, grad_b;
+    at::Tensor grad_x, grad_x_lora, grad_bias, grad_a, grad_b;
     {
       const at::NoGradGuard no_grad;
       const auto opts = x.options();
@@ -113,38 +120,43 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
         return empty ? at::zeros(size, opts) : at::empty(size, opts);
       };
       if (need_x) grad_x = at::empty({shape.rows, shape.in_dim}, opts);
+      if (need_x_lora) grad_x_lora = at::empty({shape.rows, shape.in_dim}, opts);
       if (need_bias) grad_bias = alloc({shape.out_dim});
       if (need_a) grad_a = alloc({shape.rank, shape.in_dim});
       if (need_b) grad_b = alloc({shape.out_dim, shape.rank});
-      if (!empty && (need_x || need_bias || need_a || need_b)) {
+      if (!empty && (need_x || need_x_lora || need_bias || need_a || need_b)) {
         const at::Tensor gy = gy_in.contiguous();
         const auto backend = detail::backend_for(x, kOp);
+        float* const x_ptr = has_x_lora ? nullptr : x.data_ptr<float>();
+        float* const x_lora_ptr = has_x_lora ? x.data_ptr<float>() : nullptr;
 #ifdef MMESID_WITH_CUDA
         if (backend == detail::Backend::Cuda) {
           const c10::DeviceGuard guard(x.device());
-          kernels::cuda::lora_linear_backward(x.data_ptr<float>(), w.data_ptr<float>(), a.data_ptr<float>(),
-                                              b.data_ptr<float>(), gy.data_ptr<float>(), data_or_null(xa),
-                                              shape, data_or_null(grad_x), data_or_null(grad_a),
-                                              data_or_null(grad_b), data_or_null(grad_bias), nullptr);
+          kernels::cuda::lora_linear_backward(
+              x_ptr, x_lora_ptr, w.data_ptr<float>(), a.data_ptr<float>(), b.data_ptr<float>(),
+              gy.data_ptr<float>(), data_or_null(xa), shape, data_or_null(grad_x), data_or_null(grad_x_lora),
+              data_or_null(grad_a), data_or_null(grad_b), data_or_null(grad_bias), nullptr);
         }
 #endif
         if (backend == detail::Backend::Cpu) {
-          kernels::lora_linear_backward(x.data_ptr<float>(), w.data_ptr<float>(), a.data_ptr<float>(),
+          kernels::lora_linear_backward(x_ptr, x_lora_ptr, w.data_ptr<float>(), a.data_ptr<float>(),
                                         b.data_ptr<float>(), gy.data_ptr<float>(), data_or_null(xa), shape,
-                                        data_or_null(grad_x), data_or_null(grad_a), data_or_null(grad_b),
-                                        data_or_null(grad_bias), detail::cpu_threads());
+                                        data_or_null(grad_x), data_or_null(grad_x_lora), data_or_null(grad_a),
+                                        data_or_null(grad_b), data_or_null(grad_bias), detail::cpu_threads());
         }
       }
     }
+    // One entry per forward argument: x, weight, bias, lora_a, lora_b, x_lora, scale, want_grad.
     return detail::once_differentiable(
-        {grad_x, at::Tensor(), grad_bias, grad_a, grad_b, at::Tensor(), at::Tensor()}, kOp);
+        {grad_x, at::Tensor(), grad_bias, grad_a, grad_b, grad_x_lora, at::Tensor(), at::Tensor()}, kOp);
   }
 };
 
 }  // namespace
 
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                       const at::Tensor& lora_a, const at::Tensor& lora_b, double scale) {
+                       const at::Tensor& lora_a, const at::Tensor& lora_b, double scale,
+                       const c10::optional<at::Tensor>& x_lora) {
   detail::check_float(x, kOp, "x");
   detail::check_float(weight, kOp, "weight");
   detail::check_float(lora_a, kOp, "lora_a");
@@ -172,18 +184,29 @@ at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const c10:
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out, kOp, ": expected bias [", out,
                 "] (out of weight) but received shape ", bias->sizes());
   }
+  const bool has_x_lora = x_lora.has_value() && x_lora->defined();
+  if (has_x_lora) {
+    detail::check_float(*x_lora, kOp, "x_lora");
+    detail::check_same_device(*x_lora, "x_lora", x, "x", kOp);
+    TORCH_CHECK(x_lora->sizes() == x.sizes(), kOp, ": expected x_lora ", x.sizes(),
+                " (the shape of x) but received shape ", x_lora->sizes());
+  }
   TORCH_CHECK(std::isfinite(scale), kOp, ": expected a finite value for scale but received ", scale);
   detail::backend_for(x, kOp);
 
   // The frozen weight enters detached: no edge, so it can never receive (or cause) a gradient.
   const at::Tensor frozen = weight.detach();
   const c10::optional<at::Tensor> bias_arg = has_bias ? bias : c10::nullopt;
-  const bool want_grad =
-      c10::GradMode::is_enabled() && (x.requires_grad() || lora_a.requires_grad() || lora_b.requires_grad() ||
-                                      (has_bias && bias->requires_grad()));
+  const bool want_grad = c10::GradMode::is_enabled() &&
+                         (x.requires_grad() || lora_a.requires_grad() || lora_b.requires_grad() ||
+                          (has_bias && bias->requires_grad()) || (has_x_lora && x_lora->requires_grad()));
   // Explicit row count: reshape cannot infer -1 for a tensor of zero elements.
-  const at::Tensor x2d = x.reshape({x.numel() / in, in});
-  const at::Tensor y2d = LoraLinearFunction::apply(x2d, frozen, bias_arg, lora_a, lora_b, scale, want_grad);
+  const int64_t rows = x.numel() / in;
+  const at::Tensor x2d = x.reshape({rows, in});
+  const c10::optional<at::Tensor> x_lora2d =
+      has_x_lora ? c10::optional<at::Tensor>(x_lora->reshape({rows, in})) : c10::nullopt;
+  const at::Tensor y2d =
+      LoraLinearFunction::apply(x2d, frozen, bias_arg, lora_a, lora_b, x_lora2d, scale, want_grad);
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = out;
   return y2d.view(out_shape);
