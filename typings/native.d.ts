@@ -8,6 +8,8 @@
  * ERR_MMESID_OUT_OF_MEMORY or ERR_MMESID_NATIVE.
  */
 
+import type { NativeLoopOptions, TrainResult, TrainStep } from '../lib/llm/train';
+
 /** Options of a residual-quantization encode. Row-major float32; codes [n, levels] int32 (out). */
 export interface NativeRqEncodeOptions {
   x: Float32Array;
@@ -541,6 +543,7 @@ export interface TorchAddon {
 
 // ---------------------------------------------------------------- mmesid_torch.node: the LLM (Llama + LoRA)
 
+
 /** The architecture fields the native Llama reads (lib/llm/checkpoint.ts readLlamaConfig validates them). */
 export interface NativeLlamaConfig {
   hiddenSize: number;
@@ -638,6 +641,8 @@ export interface NativeLlm {
   mergeLora(): void;
   dropLora(): void;
   dispose(): Promise<undefined>;
+  /** LoRA language-model fine-tuning on a thread of its own (one LLM training per process at a time). */
+  trainLora(options: NativeLmTrainOptions, onProgress: (step: TrainStep) => void): { promise: Promise<TrainResult>; cancel(): void };
   /** Test-only: next-token cross-entropy on inputIds [batch, length], one backward; which tensors got gradients. */
   _gradientProbe(options: { inputIds: Int32Array; batch: number; length: number; training: boolean }): Promise<{
     loss: number;
@@ -646,6 +651,19 @@ export interface NativeLlm {
     /** Base weights that require or hold a gradient (0 when frozen). */
     baseGradients: number;
   }>;
+}
+
+/** Options of NativeLlm.trainLora: the step loop's (lib/llm/train.ts) plus the data. */
+export interface NativeLmTrainOptions extends NativeLoopOptions {
+  /** Sequence i = tokens[offsets[i], offsets[i + 1]). */
+  offsets: Float64Array;
+  tokens: Int32Array;
+  maxLength: number;
+  microBatch: number;
+  gradientCheckpointing: boolean;
+  autocast: 'none' | 'bfloat16' | 'float16';
+  /** The run's identity, stored in checkpoints. */
+  fingerprint: string;
 }
 
 /** A parsed safetensors header (test export). */
@@ -659,6 +677,10 @@ export interface NativeSafetensorsHeader {
 export interface TorchAddon {
   /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
   llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /** Test-only: the learning-rate multiplier of every step of a schedule. */
+  _lrMultipliers(options: { schedule: 'constant' | 'linear' | 'cosine'; warmupSteps: number; totalSteps: number }): Float64Array;
+  /** Test-only: clip_grad_norm over gradients concatenated in `grads` (clipped in place); returns the norm before clipping. */
+  _clipGradNorm(options: { grads: Float32Array; sizes: Float64Array; maxNorm: number }): number;
   /** Test-only: validates a safetensors header held in memory. @throws ERR_MMESID_DATA_FORMAT */
   _safetensorsParse(bytes: Uint8Array): NativeSafetensorsHeader;
 }

@@ -24,7 +24,9 @@ import { writeJsonAtomic } from '../data/atomicFile';
 import { DataFormatError, InvalidArgumentError, describe, fromNative } from '../errors';
 import { torch } from '../native';
 import { isFloat32Array, isInt32Array, optionalBoolean, optionalInteger, optionalSignal, requireInteger, requireObject } from '../validate';
+import { runNativeTraining } from '../nativeTraining';
 import { type LlamaConfig, checkpointFiles, readLlamaConfig } from './checkpoint';
+import { type TrainLoopOptions, type TrainResult, type TrainStep, resolveLoopOptions, runFingerprint } from './train';
 
 /** The modules LoRA may target, PEFT's names. */
 export const LORA_TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -86,6 +88,22 @@ export interface GenerateOptions {
   /** Ids that end generation (included in the output). Default: config.json's eos_token_id; [] never stops early. */
   stopIds?: readonly number[];
   /** Aborting returns the tokens generated so far. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link LlamaModel.trainLora}: the step loop's plus the language-model batching. */
+export interface LoraTrainOptions extends TrainLoopOptions {
+  /** Tokens per sequence at most (longer ones are truncated). Default 512. */
+  maxLength?: number;
+  /** Sequences per micro-batch. Default 4 (with accumulationSteps 4: the paper's global batch 16). */
+  microBatch?: number;
+  /** Recompute each layer in the backward instead of keeping its activations. Default false. */
+  gradientCheckpointing?: boolean;
+  /** CUDA only: run the forward under autocast. Default 'none'. */
+  autocast?: 'none' | 'bfloat16' | 'float16';
+  /** Called after every optimizer step. A throw cancels the run and becomes its error. */
+  onProgress?: (step: TrainStep) => void;
+  /** Aborting cancels (checkpointing the last completed step when a checkpoint is set) → CancelledError. */
   signal?: AbortSignal;
 }
 
@@ -414,6 +432,61 @@ export class LlamaModel {
     } catch (error) {
       throw fromNative(error, new Error().stack);
     }
+  }
+
+  /**
+   * Fine-tunes the LoRA adapters (applyLora or loadAdapter first) as a causal language model on
+   * `sequences` (token ids, each ≥ 2 tokens): next-token cross-entropy over the real tokens, batches
+   * shuffled per epoch from the seed. Runs on a native thread of its own; other calls on the model wait.
+   * @throws InvalidArgumentError for bad data/options or a model without adapters; CancelledError;
+   *         NativeError for a non-finite loss or gradient, or a checkpoint of another run.
+   */
+  async trainLora(sequences: readonly (readonly number[] | Int32Array)[], options: LoraTrainOptions): Promise<TrainResult> {
+    const handle = this.native('trainLora');
+    const lora = handle.info().lora;
+    if (!lora) throw new InvalidArgumentError('this', 'a model with LoRA adapters (applyLora or loadAdapter first)', 'a model without adapters');
+    if (!Array.isArray(sequences) || sequences.length === 0) throw new InvalidArgumentError('sequences', 'a non-empty list of token-id sequences', describe(sequences));
+    const list: readonly (ArrayLike<number> | undefined)[] = sequences;
+    const offsets = new Float64Array(list.length + 1);
+    let total = 0;
+    list.forEach((seq, i) => {
+      if (seq === null || typeof seq !== 'object' || typeof seq.length !== 'number' || seq.length < 2) {
+        throw new InvalidArgumentError(`sequences[${i}]`, 'a list of at least 2 token ids', describe(seq));
+      }
+      total += seq.length;
+      offsets[i + 1] = total;
+    });
+    const tokens = new Int32Array(total);
+    const v = this.config.vocabSize;
+    list.forEach((seq, i) => {
+      if (!seq) return;
+      for (let t = 0; t < seq.length; t++) {
+        const id = seq[t]!;
+        if (!Number.isInteger(id) || id < 0 || id >= v) throw new InvalidArgumentError(`sequences[${i}][${t}]`, `a token id in [0, ${v})`, describe(id));
+      }
+      tokens.set(seq, offsets[i]);
+    });
+    const o = requireObject(options, 'options');
+    const loop = resolveLoopOptions(options);
+    const maxLength = optionalInteger(o.maxLength, 'options.maxLength', 512, 2);
+    const microBatch = optionalInteger(o.microBatch, 'options.microBatch', 4, 1);
+    const gradientCheckpointing = optionalBoolean(o.gradientCheckpointing, 'options.gradientCheckpointing', false);
+    const autocast = o.autocast ?? 'none';
+    if (autocast !== 'none' && autocast !== 'bfloat16' && autocast !== 'float16') throw new InvalidArgumentError('options.autocast', '"none", "bfloat16" or "float16"', describe(autocast));
+    if (autocast !== 'none' && !handle.info().device.startsWith('cuda')) throw new InvalidArgumentError('options.autocast', '"none" on a CPU model (autocast is for CUDA)', describe(autocast));
+    const onProgress = o.onProgress;
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw new InvalidArgumentError('options.onProgress', 'a function', describe(onProgress));
+    const signal = optionalSignal(o.signal, 'options.signal');
+    const { checkpointPath: _path, resume: _resume, checkpointEvery: _every, ...identity } = loop;
+    const fingerprint = runFingerprint({ trainer: 'lm-lora', config: this.config, lora, identity, maxLength, microBatch, gradientCheckpointing, autocast }, [offsets, tokens]);
+    const stack = new Error().stack;
+    return runNativeTraining<TrainResult, TrainStep>(
+      'trainLora',
+      (onEvent) => handle.trainLora({ ...loop, offsets, tokens, maxLength, microBatch, gradientCheckpointing, autocast, fingerprint }, onEvent),
+      onProgress as ((step: TrainStep) => void) | undefined,
+      signal,
+      stack,
+    );
   }
 
   /** Test-only: one next-token cross-entropy backward; which tensors received gradients. */

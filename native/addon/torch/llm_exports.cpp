@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
@@ -19,12 +20,14 @@
 #include <vector>
 
 #include "addon/common/napi_util.h"
+#include "addon/torch/training_job.h"
 #include "common/errors.h"
 #include "kernels/common.h"
 #include "torch/io/hf_checkpoint.h"
 #include "torch/io/safetensors.h"
 #include "torch/models/llama.h"
 #include "torch/models/llama_generate.h"
+#include "torch/train/lm_trainer.h"
 
 namespace mmesid::addon {
 namespace {
@@ -377,6 +380,101 @@ Napi::Value GradientProbe(const Napi::CallbackInfo& info, const std::shared_ptr<
       r.take_pins());
 }
 
+// ---------------------------------------------------------------- LoRA language-model training
+
+struct LmJobOptions {
+  train::LmTrainOptions train;
+  std::shared_ptr<LlmState> state;
+};
+using LmJob = TrainingJob<LmJobOptions, train::LoopResult, train::StepReport>;
+std::atomic<bool> g_lm_busy{false};
+
+Napi::Object step_to_js(Napi::Env env, const train::StepReport& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("step", static_cast<double>(s.step));
+  o.Set("totalSteps", static_cast<double>(s.total_steps));
+  o.Set("loss", s.loss);
+  o.Set("lr", s.lr);
+  o.Set("gradNorm", s.grad_norm);
+  o.Set("skipped", s.skipped);
+  o.Set("seconds", s.seconds);
+  return o;
+}
+
+Napi::Value loop_result_to_js(Napi::Env env, const train::LoopResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("steps", static_cast<double>(r.steps));
+  o.Set("resumedFrom", static_cast<double>(r.resumed_from));
+  Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
+  for (size_t i = 0; i < r.losses.size(); ++i) losses[i] = r.losses[i];
+  o.Set("losses", losses);
+  return o;
+}
+
+train::LrSchedule parse_schedule(Napi::Env env, const std::string& name) {
+  if (name == "constant") return train::LrSchedule::Constant;
+  if (name == "linear") return train::LrSchedule::Linear;
+  if (name == "cosine") return train::LrSchedule::Cosine;
+  throw Napi::TypeError::New(
+      env, "Expected \"constant\", \"linear\" or \"cosine\" for schedule but received \"" + name + "\"");
+}
+
+/// Reads the step loop's options (shared by every LLM trainer's export).
+train::LoopOptions read_loop_options(Napi::Env env, OptionsReader& r) {
+  train::LoopOptions loop;
+  loop.total_steps = r.integer("totalSteps");
+  loop.accumulation_steps = r.integer("accumulationSteps");
+  loop.adam.lr = r.number("lr");
+  loop.adam.weight_decay = r.number("weightDecay");
+  loop.adam.beta1 = r.number("beta1");
+  loop.adam.beta2 = r.number("beta2");
+  loop.adam.eps = r.number("eps");
+  loop.schedule.type = parse_schedule(env, r.string("schedule"));
+  loop.schedule.warmup_steps = r.integer("warmupSteps");
+  loop.max_grad_norm = r.number("maxGradNorm");
+  loop.fp16_loss_scaling = r.boolean("fp16LossScaling");
+  loop.seed = static_cast<uint64_t>(r.integer("seed"));
+  loop.checkpoint_path = r.string("checkpointPath");
+  loop.checkpoint_every = r.integer("checkpointEvery");
+  loop.resume = r.boolean("resume");
+  loop.fingerprint = r.string("fingerprint");
+  return loop;
+}
+
+// trainLora(options, onProgress) → { promise, cancel() }
+Napi::Value TrainLora(const Napi::CallbackInfo& info, const std::shared_ptr<LlmState>& state) {
+  Napi::Env env = info.Env();
+  OptionsReader r(info);
+  if (info.Length() < 2 || !info[1].IsFunction())
+    throw Napi::TypeError::New(env, "Expected a progress function");
+  auto job = std::make_shared<LmJob>(env);
+  train::LmTrainOptions& t = job->options.train;
+  job->options.state = state;
+  const auto offsets = r.f64("offsets");
+  const auto tokens = r.i32("tokens");
+  t.offsets.assign(offsets.data, offsets.data + offsets.length);
+  t.tokens.assign(tokens.data, tokens.data + tokens.length);
+  t.max_length = r.integer("maxLength");
+  t.micro_batch = r.integer("microBatch");
+  t.loop = read_loop_options(env, r);
+  t.loop.kind = {"mmesid.llm-lora.checkpoint", 1, "LoRA fine-tuning"};
+  t.run.gradient_checkpointing = r.boolean("gradientCheckpointing");
+  const std::string autocast = r.string("autocast");
+  t.run.autocast = autocast == "none" ? at::kFloat : parse_dtype(env, autocast);
+  const int threads = state->threads;
+  return LmJob::start(
+      env, info[1].As<Napi::Function>(), job, g_lm_busy, "LoRA fine-tuning",
+      [threads](LmJob& j) {
+        const std::lock_guard<std::mutex> lock(j.options.state->mutex);
+        models::Llama& model = require_model(*j.options.state);
+        at::set_num_threads(threads);
+        return train::train_lm_lora(
+            model, j.options.train, [&j](const train::StepReport& s) { j.post(s); },
+            [&j] { return j.cancelled(); });
+      },
+      step_to_js, loop_result_to_js);
+}
+
 Napi::Object make_handle(Napi::Env env, std::shared_ptr<LlmState> state) {
   Napi::Object handle = Napi::Object::New(env);
   auto method = [&](const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> fn) {
@@ -390,6 +488,7 @@ Napi::Object make_handle(Napi::Env env, std::shared_ptr<LlmState> state) {
     return ci.Env().Undefined();
   });
   method("_gradientProbe", [state](const Napi::CallbackInfo& ci) { return GradientProbe(ci, state); });
+  method("trainLora", [state](const Napi::CallbackInfo& ci) { return TrainLora(ci, state); });
   method("info", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
     Napi::Env e = ci.Env();
     const auto lock = lock_now(e, *state, "info");
@@ -548,9 +647,45 @@ Napi::Value SafetensorsParse(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _lrMultipliers({ schedule, warmupSteps, totalSteps }) → Float64Array [totalSteps] (test-only)
+Napi::Value LrMultipliers(const Napi::CallbackInfo& info) {
+  OptionsReader r(info);
+  train::ScheduleConfig schedule;
+  schedule.type = parse_schedule(info.Env(), r.string("schedule"));
+  schedule.warmup_steps = r.integer("warmupSteps");
+  const int64_t total = r.integer("totalSteps");
+  Napi::Float64Array out =
+      Napi::Float64Array::New(info.Env(), static_cast<size_t>(std::max<int64_t>(0, total)));
+  for (int64_t s = 0; s < total; ++s) out[static_cast<size_t>(s)] = train::lr_multiplier(schedule, s, total);
+  return out;
+}
+
+// _clipGradNorm({ grads: Float32Array (every gradient concatenated), sizes: Float64Array, maxNorm }) →
+// norm; `grads` is clipped in place (test-only).
+Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
+  OptionsReader r(info);
+  const auto grads = r.f32("grads");
+  const auto sizes = r.f64("sizes");
+  const double max_norm = r.number("maxNorm");
+  std::vector<at::Tensor> params;
+  size_t offset = 0;
+  for (size_t i = 0; i < sizes.length; ++i) {
+    const auto n = static_cast<int64_t>(sizes.data[i]);
+    if (n < 0 || offset + static_cast<size_t>(n) > grads.length)
+      throw Napi::TypeError::New(info.Env(), "sizes do not match grads");
+    at::Tensor p = at::zeros({n}, at::kFloat).requires_grad_(true);
+    p.mutable_grad() = at::from_blob(grads.data + offset, {n}, at::kFloat);
+    params.push_back(p);
+    offset += static_cast<size_t>(n);
+  }
+  return Napi::Number::New(info.Env(), train::clip_grad_norm(params, max_norm));
+}
+
 }  // namespace
 
 void register_llm_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("_lrMultipliers", Napi::Function::New(env, LrMultipliers, "_lrMultipliers"));
+  exports.Set("_clipGradNorm", Napi::Function::New(env, ClipGradNorm, "_clipGradNorm"));
   exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
   exports.Set("_safetensorsParse", Napi::Function::New(env, SafetensorsParse, "_safetensorsParse"));
 }

@@ -98,6 +98,11 @@ struct LlamaRunOptions {
   bool training = false;  ///< enables LoRA dropout
   /// CUDA only: run under autocast in this dtype (kBFloat16 / kHalf); undefined-like kFloat = off.
   at::ScalarType autocast = at::kFloat;
+  /// Gradient checkpointing: keep only each layer's input; the backward re-runs the layer (replaying
+  /// ATen's dropout generator so the masks match) and back-propagates through the recomputation.
+  /// Memory: one layer's activations instead of all of them; cost: one more forward per layer.
+  /// Ignored without grad mode or with a cache.
+  bool gradient_checkpointing = false;
 };
 
 /// A Llama whose weights are plain tensors (frozen: requires_grad false); LoRA adapters, when applied,
@@ -152,11 +157,14 @@ class Llama {
   std::vector<std::pair<std::string, at::Tensor>> base_weights() const;
 
  private:
+  friend struct CheckpointedLayer;
   struct Layer {
     at::Tensor input_norm, post_norm;
     Projection q, k, v, o, gate, up, down;
   };
   static Projection* projection(Layer& layer, const std::string& module);
+  /// The layer's adapter tensors (A, B per adapted module, in module order).
+  static std::vector<at::Tensor> adapters_of(const Layer& layer);
   static const Projection* projection(const Layer& layer, const std::string& module) {
     return projection(const_cast<Layer&>(layer), module);
   }

@@ -51,7 +51,10 @@ at::Tensor project(const Projection& p, const at::Tensor& x, bool training) {
   }
   if (!fused_kernel_supports(p, x)) return project_unfused(p, x, training);
   const c10::optional<at::Tensor> bias = p.bias.defined() ? c10::optional<at::Tensor>(p.bias) : c10::nullopt;
-  if (training && p.dropout > 0.0) return project_unfused(p, x, training);
+  if (training && p.dropout > 0.0) {
+    return torch_ops::lora_linear(x, p.weight, bias, p.lora_a, p.lora_b, p.scale,
+                                  at::dropout(x, p.dropout, true));
+  }
   return torch_ops::lora_linear(x, p.weight, bias, p.lora_a, p.lora_b, p.scale);
 }
 

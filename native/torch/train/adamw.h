@@ -38,6 +38,8 @@ class AdamW {
   std::vector<at::Tensor>& v() { return v_; }
   int64_t& t() { return t_; }
   const AdamWConfig& config() const { return config_; }
+  /// Sets the learning rate of the next steps (schedules).
+  void set_lr(double lr) { config_.lr = lr; }
 
  private:
   AdamWConfig config_;
