@@ -25,6 +25,7 @@ interface Row {
   peakPercent: number;
   itemsPerSecond?: number;
   baselineOverOurs?: number;
+  peakMB?: number;
 }
 
 const program = new Command()
@@ -34,7 +35,7 @@ const program = new Command()
   .parse(process.argv);
 const options = program.opts<{ filter?: string; summary?: boolean; quick?: boolean }>();
 
-function runTrial(name: string): { name: string; results: Array<{ impl: string; medianMs: number; samples: number }> } {
+function runTrial(name: string): { name: string; results: Array<{ impl: string; medianMs: number; samples: number; peakMB?: number }> } {
   const child = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(__dirname, 'trial.ts'), name], {
     encoding: 'utf8',
     maxBuffer: 1 << 20,
@@ -67,17 +68,18 @@ function main(): void {
         peakPercent: (100 * gflops) / peak,
         ...(trial.items ? { itemsPerSecond: trial.items / (r.medianMs / 1000) } : {}),
         ...(r !== ours ? { baselineOverOurs: r.medianMs / ours.medianMs } : {}),
+        ...(r.peakMB === undefined ? {} : { peakMB: r.peakMB }),
       });
     }
   }
   const fmt = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
   const machine = `${os.cpus()[0]?.model ?? 'cpu'} × ${os.availableParallelism()} threads, ${info.core.blas}, libtorch ${info.torch?.torchVersion ?? 'absent'}`;
   console.log(`\nmmesid kernel benchmarks — ${machine}; SGEMM peak measured in this run: ${fmt(peak)} GFLOP/s\n`);
-  console.log('| trial | implementation | median ms | GFLOP/s | % SGEMM peak | items/s | baseline time ÷ ours |');
-  console.log('|---|---|---:|---:|---:|---:|---:|');
+  console.log('| trial | implementation | median ms | GFLOP/s | % SGEMM peak | items/s | baseline time ÷ ours | peak tensor MB |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(
-      `| ${r.trial} | ${r.impl} | ${fmt(r.medianMs, 2)} | ${fmt(r.gflops)} | ${fmt(r.peakPercent)} | ${r.itemsPerSecond ? Math.round(r.itemsPerSecond).toLocaleString('en-US') : ''} | ${r.baselineOverOurs ? `${fmt(r.baselineOverOurs, 2)}×` : ''} |`,
+      `| ${r.trial} | ${r.impl} | ${fmt(r.medianMs, 2)} | ${fmt(r.gflops)} | ${fmt(r.peakPercent)} | ${r.itemsPerSecond ? Math.round(r.itemsPerSecond).toLocaleString('en-US') : ''} | ${r.baselineOverOurs ? `${fmt(r.baselineOverOurs, 2)}×` : ''} | ${r.peakMB === undefined ? '' : fmt(r.peakMB)} |`,
     );
   }
   const out = path.join(__dirname, 'results');

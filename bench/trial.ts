@@ -1,6 +1,7 @@
 /**
  * Runs ONE trial of bench/trials.ts in this (fresh) process with benchmark.js and prints a JSON line:
- * { name, results: [{ impl, medianMs, samples }] }. Invoked by bench/run.ts.
+ * { name, results: [{ impl, medianMs, samples, peakMB? }] }. Invoked by bench/run.ts. peakMB: a job's
+ * peak ATen tensor memory in one call above what was live before it (jobs that measure it).
  *
  * Ours and the baselines are sampled in alternating rounds (ours, baselines, ours, ...) so slow drifts of
  * a shared VM hit every implementation alike; the median is over all rounds' samples. Cycles run
@@ -54,7 +55,14 @@ async function main(): Promise<void> {
       samples[i]!.push(...(await sample(impl, job, perRound, trial.maxTime / ROUNDS)));
     }
   }
-  const results = impls.map(({ impl }, i) => ({ impl, medianMs: median(samples[i]!) * 1000, samples: samples[i]!.length }));
+  const peaks: Array<number | undefined> = [];
+  for (const { job } of impls) peaks.push(job.peakBytes ? await job.peakBytes() : undefined);
+  const results = impls.map(({ impl }, i) => ({
+    impl,
+    medianMs: median(samples[i]!) * 1000,
+    samples: samples[i]!.length,
+    ...(peaks[i] === undefined ? {} : { peakMB: peaks[i] / 2 ** 20 }),
+  }));
   process.stdout.write(`${JSON.stringify({ name, results })}\n`);
 }
 

@@ -13,11 +13,12 @@ import { createKernels, kernels } from '../lib/kernels';
 import { core, hasTorch, torch } from '../lib/native';
 import { SASREC_MODEL_FORMAT, SasrecModel } from '../lib/sasrec';
 
-export type Job = () => Promise<unknown>;
+/** One timed call; a job may also measure its peak tensor memory (bench/trial.ts reports it as peak MB). */
+export type Job = (() => Promise<unknown>) & { peakBytes?: () => Promise<number> };
 
 export interface Trial {
   name: string;
-  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize';
+  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize' | 'llmTrain';
   /** Floating-point operations of one call of `ours` (the maths, not what an implementation happens to do). */
   flop: number;
   /** Items per call, for throughput columns (items/s) where it means something (SASRec: training rows, users). */
@@ -533,6 +534,97 @@ export async function tokenizeEventLoopDelay(shape: TokenizeShape, n: number, se
     tokenizer.dispose();
   }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The LLM (issue 5): forward + backward of the Llama with LoRA on gate/up/down (r 8, α 16, the paper's),
+// fused LoRA kernel vs the same model with the adapters as plain libtorch eager ops (at::linear ×3).
+
+/** A Llama shape for the benchmarks (random weights, N(0, 0.02²)). */
+export interface LlmBenchShape {
+  label: string;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  batch: number;
+  length: number;
+}
+
+export const LLM_BENCH_SHAPES: Record<'tiny' | 'base100m', LlmBenchShape> = {
+  tiny: { label: 'tiny (stories260K shape)', hidden: 64, intermediate: 172, layers: 5, heads: 8, kvHeads: 4, vocab: 512, batch: 8, length: 64 },
+  base100m: { label: '~100M', hidden: 768, intermediate: 2048, layers: 12, heads: 12, kvHeads: 4, vocab: 32000, batch: 2, length: 256 },
+};
+
+const LLM_BENCH_RANK = 8;
+
+function llmConfig(s: LlmBenchShape) {
+  const headDim = s.hidden / s.heads;
+  return {
+    hiddenSize: s.hidden,
+    intermediateSize: s.intermediate,
+    numHiddenLayers: s.layers,
+    numAttentionHeads: s.heads,
+    numKeyValueHeads: s.kvHeads,
+    headDim,
+    vocabSize: s.vocab,
+    maxPositionEmbeddings: 4096,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: { type: 'none', factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+    tieWordEmbeddings: true,
+    attentionBias: false,
+    mlpBias: false,
+  };
+}
+
+/**
+ * FLOPs of one forward + backward (the maths, frozen base): per token and layer the base projections
+ * 2·(q + k + v + o + gate + up + down weights) forward and again for the input gradient, attention
+ * 2·2·T·hd·heads forward (QKᵀ and PV, full T×T) and twice that backward, LoRA 2·r·(in + out) per adapted
+ * module forward and three times that backward (∂x, ∂A, ∂B). Norms, RoPE, softmax and SiLU are not counted.
+ */
+export function llmTrainFlop(s: LlmBenchShape): number {
+  const h = s.hidden, f = s.intermediate, hd = s.hidden / s.heads;
+  const base = 2 * (2 * h * h + 2 * h * s.kvHeads * hd + 3 * h * f);
+  const attention = 4 * s.length * hd * s.heads;
+  const lora = 2 * LLM_BENCH_RANK * ((h + f) * 2 + (f + h));
+  return s.batch * s.length * s.layers * (2 * base + 3 * attention + 4 * lora);
+}
+
+function llmTrainTrial(s: LlmBenchShape): Trial {
+  const job = (fused: boolean): Job => {
+    let handle: Awaited<ReturnType<ReturnType<typeof torch>['_llmBench']>> | undefined;
+    const ready = async () =>
+      (handle ??= await torchOrNull()!._llmBench({
+        config: llmConfig(s),
+        seed: 7,
+        batch: s.batch,
+        length: s.length,
+        rank: LLM_BENCH_RANK,
+        alpha: 16,
+        targetModules: ['gate_proj', 'up_proj', 'down_proj'],
+        fused,
+        threads: 0,
+      }));
+    const run: Job = async () => (await ready()).step();
+    run.peakBytes = async () => (await ready()).peakBytes();
+    return run;
+  };
+  return {
+    name: `llmTrain fwd+bwd ${s.label}: h=${s.hidden} L=${s.layers} heads ${s.heads}/${s.kvHeads} ff=${s.intermediate}, LoRA r=8 gate/up/down, ${s.batch}×${s.length} tokens`,
+    kernel: 'llmTrain',
+    flop: llmTrainFlop(s),
+    items: s.batch * s.length,
+    ours: () => job(true),
+    baselines: hasTorch() ? [{ name: 'libtorch eager, unfused LoRA (same model)', job: () => job(false) }] : [],
+    minSamples: s.hidden > 256 ? 6 : 30,
+    maxTime: s.hidden > 256 ? 30 : 6,
+  };
+}
+
+if (hasTorch()) trials.push(quick(llmTrainTrial(LLM_BENCH_SHAPES.tiny)), llmTrainTrial(LLM_BENCH_SHAPES.base100m));
 
 if (require.main === module && process.argv[2] === 'tokenize-event-loop') {
   void (async () => {

@@ -63,3 +63,10 @@ export type { EvaluateSasrecOptions } from './evaluate/sasrec';
 // The LLM stage's prompt: MME-SID's Llama 3 templates and their tokenization with the checkpoint's tokenizer.json.
 export { PromptTokenizer, PROMPT_TEMPLATES, DEFAULT_PROMPT_TEMPLATE, ITEMS_PLACEHOLDER } from './llm/prompt';
 export type { PromptTemplateName, PromptEncodeOptions, PromptDecodeOptions, EncodedTemplate } from './llm/prompt';
+// The LLM: Hugging Face Llama checkpoints hosted in libtorch, LoRA in PEFT's layout, generation, training.
+export { LlamaModel, LORA_TARGET_MODULES, PAPER_LORA } from './llm/model';
+export type { LlamaLoadOptions, LlamaForwardInput, LlamaForwardOutput, GenerateOptions, LoraOptions, LoraTargetModule, LoraTrainOptions, PeftAdapterConfig } from './llm/model';
+export { readLlamaConfig, checkpointFiles } from './llm/checkpoint';
+export type { LlamaConfig, RopeScalingConfig } from './llm/checkpoint';
+export { resolveLoopOptions } from './llm/train';
+export type { TrainLoopOptions, TrainStep, TrainResult } from './llm/train';

@@ -677,6 +677,22 @@ export interface NativeSafetensorsHeader {
 export interface TorchAddon {
   /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
   llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /**
+   * Bench-only: a random-weight Llama with LoRA adapters (B drawn too); `step()` = one forward (last hidden
+   * states) + backward of mean(hidden²) on fixed random ids, adapters fused (`fused`) or plain ATen ops;
+   * `peakBytes()` = one step's peak ATen tensor memory above what was live before it.
+   */
+  _llmBench(options: {
+    config: NativeLlamaConfig;
+    seed: number;
+    batch: number;
+    length: number;
+    rank: number;
+    alpha: number;
+    targetModules: string[];
+    fused: boolean;
+    threads: number;
+  }): Promise<{ step(): Promise<undefined>; peakBytes(): Promise<number>; parameters: number }>;
   /** Test-only: the learning-rate multiplier of every step of a schedule. */
   _lrMultipliers(options: { schedule: 'constant' | 'linear' | 'cosine'; warmupSteps: number; totalSteps: number }): Float64Array;
   /** Test-only: clip_grad_norm over gradients concatenated in `grads` (clipped in place); returns the norm before clipping. */

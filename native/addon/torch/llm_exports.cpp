@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/randint.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
@@ -23,6 +24,7 @@
 #include "addon/torch/training_job.h"
 #include "common/errors.h"
 #include "kernels/common.h"
+#include "torch/bench/memory.h"
 #include "torch/io/hf_checkpoint.h"
 #include "torch/io/safetensors.h"
 #include "torch/models/llama.h"
@@ -647,6 +649,83 @@ Napi::Value SafetensorsParse(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _llmBench({ config, seed, batch, length, rank, alpha, targetModules, fused, threads }) →
+// Promise<{ step(): Promise<void>, peakBytes(): Promise<number>, parameters: number }> (bench-only):
+// a random-weight Llama with LoRA adapters; step() runs one forward (last hidden states) and the
+// backward of loss = mean(hidden²) on fixed random ids, with the adapters fused (the LoRA kernel) or as
+// plain ATen ops (the eager baseline); peakBytes() runs one step and returns the peak tensor memory above
+// what was live before it (activations, gradients, workspaces).
+Napi::Value LlmBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OptionsReader r(info);
+  const models::LlamaConfig config = read_config(r.object("config"));
+  const uint64_t seed = static_cast<uint64_t>(r.integer("seed"));
+  const int64_t batch = r.integer("batch"), length = r.integer("length");
+  models::LoraConfig lora;
+  lora.rank = r.integer("rank");
+  lora.alpha = r.number("alpha");
+  lora.target_modules = r.strings("targetModules");
+  const bool fused = r.boolean("fused");
+  auto state = std::make_shared<LlmState>();
+  state->threads = static_cast<int>(r.integer("threads"));
+  if (state->threads <= 0) state->threads = kernels::resolve_threads(0);
+  auto ids = std::make_shared<at::Tensor>();
+  return Task::start(
+      env,
+      [=] {
+        use_threads(state->threads);
+        state->model = std::make_unique<models::Llama>(config, models::random_llama_weights(config, seed));
+        state->model->apply_lora(lora, seed + 1);
+        // B = 0 would make ∂/∂A vanish; give B values so both adapter gradients are computed.
+        const at::NoGradGuard no_grad;
+        for (const auto& [name, p] : state->model->lora_parameters())
+          if (name.find("lora_B") != std::string::npos) p.normal_(0.0, 0.02);
+        *ids = at::randint(config.vocab_size, {batch, length}, at::TensorOptions().dtype(at::kLong));
+      },
+      [state, ids, fused](Napi::Env e) -> Napi::Value {
+        Napi::Object handle = Napi::Object::New(e);
+        auto step = [state, ids, fused] {
+          models::Llama& model = require_model(*state);
+          use_threads(state->threads);
+          models::LlamaRunOptions run;
+          run.fused_lora = fused;
+          const at::Tensor hidden =
+              model.forward(model.embed(*ids), at::Tensor(), at::Tensor(), nullptr, run);
+          hidden.pow(2).mean().backward();
+          for (const auto& [_, p] : model.lora_parameters()) p.mutable_grad() = at::Tensor();
+        };
+        handle.Set("step", Napi::Function::New(e, [state, step](const Napi::CallbackInfo& ci) -> Napi::Value {
+                     return Task::start(
+                         ci.Env(),
+                         [state, step] {
+                           const std::lock_guard<std::mutex> lock(state->mutex);
+                           step();
+                         },
+                         nullptr);
+                   }));
+        handle.Set("peakBytes",
+                   Napi::Function::New(e, [state, step](const Napi::CallbackInfo& ci) -> Napi::Value {
+                     auto peak = std::make_shared<int64_t>(0);
+                     return Task::start(
+                         ci.Env(),
+                         [state, step, peak] {
+                           const std::lock_guard<std::mutex> lock(state->mutex);
+                           torch_bench::start_peak_measurement();
+                           const int64_t before = torch_bench::live_tensor_bytes();
+                           step();
+                           *peak = torch_bench::peak_tensor_bytes() - before;
+                         },
+                         [peak](Napi::Env pe) -> Napi::Value {
+                           return Napi::Number::New(pe, static_cast<double>(*peak));
+                         });
+                   }));
+        double params = 0;
+        for (const auto& [_, w] : state->model->base_weights()) params += static_cast<double>(w.numel());
+        handle.Set("parameters", params);
+        return handle;
+      });
+}
+
 // _lrMultipliers({ schedule, warmupSteps, totalSteps }) → Float64Array [totalSteps] (test-only)
 Napi::Value LrMultipliers(const Napi::CallbackInfo& info) {
   OptionsReader r(info);
@@ -685,6 +764,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
 
 void register_llm_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("_lrMultipliers", Napi::Function::New(env, LrMultipliers, "_lrMultipliers"));
+  exports.Set("_llmBench", Napi::Function::New(env, LlmBench, "_llmBench"));
   exports.Set("_clipGradNorm", Napi::Function::New(env, ClipGradNorm, "_clipGradNorm"));
   exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
   exports.Set("_safetensorsParse", Napi::Function::New(env, SafetensorsParse, "_safetensorsParse"));

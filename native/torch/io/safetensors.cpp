@@ -100,6 +100,11 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
   if (available < 8 + n) fail(8, "the header is not fully available");
   const char* text = reinterpret_cast<const char*>(bytes + 8);
   if (n < 2 || text[0] != '{') fail(8, "the header is not a JSON object");
+  // nlohmann's lexer stops at a NUL byte, which would let "{...}\0garbage" through; a raw NUL is never
+  // valid JSON, so refuse it first.
+  if (const void* nul = std::memchr(text, 0, n))
+    fail(static_cast<int64_t>(8 + (static_cast<const char*>(nul) - text)),
+         "the header holds a NUL byte (not valid JSON)");
   if (nesting_depth(text, n, kMaxDepth) > kMaxDepth)
     fail(8, "the header nests deeper than a safetensors header can (depth > 3)");
   nlohmann::json header = nlohmann::json::parse(text, text + n, nullptr, false);
@@ -112,6 +117,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
     const std::string& key = it.key();
     const nlohmann::json& value = it.value();
     if (key == "__metadata__") {
+      if (value.is_null()) continue;
       if (!value.is_object()) fail(8, "__metadata__ is not an object of strings");
       for (auto m = value.begin(); m != value.end(); ++m) {
         if (!m.value().is_string()) fail(8, "__metadata__[\"" + m.key() + "\"] is not a string");
@@ -133,18 +139,20 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
     entry.dtype = dtype->get<std::string>();
     const DtypeInfo* info = dtype_info(entry.dtype);
     if (!info) fail(8, where + "unknown dtype \"" + entry.dtype + "\"");
-    // Byte size with overflow checks: every factor <= 2^62 / bytes-so-far.
-    uint64_t bytes_needed = info->bytes;
+    // As the reference: the element count with checked multiplication (left to right), then bytes.
+    uint64_t count = 1;
     for (const auto& d : *shape) {
       if (!d.is_number_unsigned()) fail(8, where + "shape entries must be non-negative integers");
       const uint64_t dim = d.get<uint64_t>();
       if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         fail(8, where + "a dimension exceeds 2^63 − 1");
-      if (dim != 0 && bytes_needed > (uint64_t{1} << 62) / dim)
-        fail(8, where + "the shape's byte size overflows");
-      bytes_needed *= dim;
+      if (__builtin_mul_overflow(count, dim, &count)) fail(8, where + "the shape's element count overflows");
       entry.shape.push_back(static_cast<int64_t>(dim));
     }
+    uint64_t bytes_needed = 0;
+    if (count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+        __builtin_mul_overflow(count, static_cast<uint64_t>(info->bytes), &bytes_needed))
+      fail(8, where + "the shape's byte size overflows");
     for (const auto& o : *offsets)
       if (!o.is_number_unsigned()) fail(8, where + "data_offsets must be non-negative integers");
     entry.begin = (*offsets)[0].get<uint64_t>();

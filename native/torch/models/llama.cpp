@@ -9,6 +9,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cos.h>
 #include <ATen/ops/embedding.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
@@ -39,6 +40,10 @@ void require(bool ok, const std::string& message) {
 
 std::string shape_text(at::IntArrayRef shape) {
   return mmesid::shape_text(shape.vec());
+}
+
+at::Tensor project(const Projection& p, const at::Tensor& x, const LlamaRunOptions& run) {
+  return run.fused_lora ? models::project(p, x, run.training) : project_unfused(p, x, run.training);
 }
 
 std::string layer_name(int64_t i, const std::string& rest) {
@@ -118,6 +123,25 @@ std::vector<TensorSpec> llama_tensor_table(const LlamaConfig& c) {
   return t;
 }
 
+std::map<std::string, at::Tensor> random_llama_weights(const LlamaConfig& config, uint64_t seed) {
+  const at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::map<std::string, at::Tensor> weights;
+  for (const TensorSpec& spec : llama_tensor_table(config)) {
+    const bool gain = spec.name.find("norm") != std::string::npos;
+    const bool bias = spec.name.size() > 5 && spec.name.compare(spec.name.size() - 5, 5, ".bias") == 0;
+    at::Tensor t = at::empty(spec.shape, at::TensorOptions().dtype(at::kFloat));
+    if (gain) {
+      t.fill_(1.0);
+    } else if (bias) {
+      t.zero_();
+    } else {
+      t.normal_(0.0, 0.02, generator);
+    }
+    weights.emplace(spec.name, t);
+  }
+  return weights;
+}
+
 at::Tensor rope_inverse_frequencies(const LlamaConfig& c) {
   const int64_t half = c.head_dim / 2;
   // As HF: arange(0, dim, 2).float() / dim in float32, base ** that, then the reciprocal.
@@ -183,6 +207,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["training"] = run.training;
     ctx->saved_data["autocast"] = static_cast<int64_t>(run.autocast);
+    ctx->saved_data["fused_lora"] = run.fused_lora;
     ctx->saved_data["trainable"] = static_cast<int64_t>(trainable.size());
     ctx->save_for_backward({h, positions, additive_mask});
     const at::NoGradGuard no_grad;
@@ -198,6 +223,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     LlamaRunOptions run;
     run.training = ctx->saved_data["training"].toBool();
     run.autocast = static_cast<at::ScalarType>(ctx->saved_data["autocast"].toInt());
+    run.fused_lora = ctx->saved_data["fused_lora"].toBool();
     const Llama::Layer& l = model->layers_[layer];
     const std::vector<at::Tensor> trainable = Llama::adapters_of(l);
     TORCH_CHECK(static_cast<int64_t>(trainable.size()) == ctx->saved_data["trainable"].toInt(),
@@ -306,9 +332,9 @@ at::Tensor Llama::layer_forward(const Layer& layer, const at::Tensor& h, const a
   const int64_t group = heads / kv_heads;
 
   const at::Tensor n = rms_norm(h, layer.input_norm, config_.rms_norm_eps);
-  at::Tensor q = project(layer.q, n, run.training).view({b, t, heads, hd}).transpose(1, 2);
-  at::Tensor k = project(layer.k, n, run.training).view({b, t, kv_heads, hd}).transpose(1, 2);
-  at::Tensor v = project(layer.v, n, run.training).view({b, t, kv_heads, hd}).transpose(1, 2);
+  at::Tensor q = project(layer.q, n, run).view({b, t, heads, hd}).transpose(1, 2);
+  at::Tensor k = project(layer.k, n, run).view({b, t, kv_heads, hd}).transpose(1, 2);
+  at::Tensor v = project(layer.v, n, run).view({b, t, kv_heads, hd}).transpose(1, 2);
   q = apply_rope(q, positions, inv_freq_);
   k = apply_rope(k, positions, inv_freq_);
   if (cache_k) {
@@ -328,11 +354,10 @@ at::Tensor Llama::layer_forward(const Layer& layer, const at::Tensor& h, const a
                                   .reshape({b, heads, t, hd})
                                   .transpose(1, 2)
                                   .reshape({b, t, heads * hd});
-  const at::Tensor a = h + project(layer.o, attended, run.training);
+  const at::Tensor a = h + project(layer.o, attended, run);
   const at::Tensor m = rms_norm(a, layer.post_norm, config_.rms_norm_eps);
-  const at::Tensor swiglu =
-      at::silu(project(layer.gate, m, run.training)) * project(layer.up, m, run.training);
-  return a + project(layer.down, swiglu, run.training);
+  const at::Tensor swiglu = at::silu(project(layer.gate, m, run)) * project(layer.up, m, run);
+  return a + project(layer.down, swiglu, run);
 }
 
 at::Tensor Llama::forward(const at::Tensor& inputs_embeds, const at::Tensor& attention_mask,

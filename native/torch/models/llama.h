@@ -76,6 +76,10 @@ struct TensorSpec {
 /// @throws std::invalid_argument when the config is inconsistent (sizes < 1, heads % kv_heads != 0).
 std::vector<TensorSpec> llama_tensor_table(const LlamaConfig& config);
 
+/// Random weights for `config` (benchmarks and tests without a checkpoint): matrices and embeddings
+/// N(0, 0.02²) (HF's initializer_range), norm gains 1, biases 0; float32 on CPU, from `seed`.
+std::map<std::string, at::Tensor> random_llama_weights(const LlamaConfig& config, uint64_t seed);
+
 /// RoPE inverse frequencies [head_dim / 2] float32 (CPU), after rope scaling, as HF computes them.
 /// @throws std::invalid_argument for an unknown scaling type or bad factors.
 at::Tensor rope_inverse_frequencies(const LlamaConfig& config);
@@ -103,6 +107,8 @@ struct LlamaRunOptions {
   /// Memory: one layer's activations instead of all of them; cost: one more forward per layer.
   /// Ignored without grad mode or with a cache.
   bool gradient_checkpointing = false;
+  /// false: every adapter runs as plain ATen ops (project_unfused) — the benchmarks' eager baseline.
+  bool fused_lora = true;
 };
 
 /// A Llama whose weights are plain tensors (frozen: requires_grad false); LoRA adapters, when applied,
