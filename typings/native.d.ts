@@ -673,10 +673,63 @@ export interface NativeSafetensorsHeader {
   dataStart: number;
 }
 
+/** One modality of the MME-SID head: its item table [numItems, dim] (row 0 padding), semantic IDs [numItems, levels] (row 0 = −1) and codebooks [levels, codes, hidden]. */
+export interface NativeMmesidModality {
+  name: string;
+  table: Float32Array;
+  dim: number;
+  sids?: Int32Array;
+  levels?: number;
+  codes?: number;
+  codebooks?: Float32Array;
+}
+
+/** Options of `mmesidHead` (native/torch/models/mmesid.h). numItems counts the padding row. */
+export interface NativeMmesidHeadOptions {
+  variant: string;
+  fusion: boolean;
+  temperature: number;
+  hidden: number;
+  scoreChunk: number;
+  seed: number;
+  numItems: number;
+  frequency: Float64Array;
+  modalities: NativeMmesidModality[];
+}
+
+/** Histories (CSR, oldest first) and the prompt ids around them. */
+export interface NativeMmesidHistories {
+  offsets: Float64Array;
+  items: Int32Array;
+  prefix: Int32Array;
+  suffix: Int32Array;
+}
+
+/** An MME-SID head on a loaded Llama; its calls take the Llama's lock. */
+export interface NativeMmesidHead {
+  /** Fine-tunes the adapters + head; `stopAt` > 0 returns after that step (checkpointed). */
+  train(
+    options: NativeLoopOptions & { offsets: Float64Array; items: Int32Array; targets: Int32Array; prefix: Int32Array; suffix: Int32Array; microBatch: number; gradientCheckpointing: boolean; fingerprint: string; stopAt: number },
+    onProgress: (step: TrainStep) => void,
+  ): { promise: Promise<TrainResult>; cancel(): void };
+  /** Every item's score for each history: scores float32 [B, numItems] (column 0 = padding). */
+  score(options: NativeMmesidHistories & { scores: Float32Array }): Promise<undefined>;
+  /** Top-k per history (padding, and the history when excludeHistory, never returned). */
+  topK(options: NativeMmesidHistories & { k: number; excludeHistory: boolean; ids: Int32Array; values: Float32Array }): Promise<undefined>;
+  save(file: string): Promise<undefined>;
+  /** @throws ERR_MMESID_DATA_FORMAT when the tensors do not match the head. */
+  load(file: string): Promise<undefined>;
+  tensor(what: 'itemInputs' | 'targetItems' | 'itemVectors' | 'fusionWeights' | 'codes', modality?: number): Promise<Float32Array>;
+  parameterNames(): string[];
+  dispose(): Promise<undefined>;
+}
+
 // Declaration merging: the LLM's exports of mmesid_torch.node.
 export interface TorchAddon {
   /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
   llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /** An MME-SID head on a loaded Llama. @throws ERR_MMESID_INVALID_ARGUMENT for inconsistent tables/codebooks. */
+  mmesidHead(llm: NativeLlm, options: NativeMmesidHeadOptions): Promise<NativeMmesidHead>;
   /**
    * Bench-only: a random-weight Llama with LoRA adapters (B drawn too); `step()` = one forward (last hidden
    * states) + backward of mean(hidden²) on fixed random ids, adapters fused (`fused`) or plain ATen ops;

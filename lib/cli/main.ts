@@ -10,6 +10,7 @@
  *   mmesid tokenizer train train the MM-RQ-VAE tokenizer (libtorch); writes a tokenizer folder + semantic IDs
  *   mmesid tokenize        semantic IDs for an embedding table of any size, streamed (no libtorch)
  *   mmesid llm generate    continue a prompt with a Hugging Face Llama checkpoint (libtorch)
+ *   mmesid finetune        fine-tune MME-SID from a JSON config; `mmesid evaluate --run DIR`; `mmesid recommend`
  */
 import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
 
@@ -19,6 +20,7 @@ import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { runDataSynthetic } from './synthetic';
+import { registerFinetuneCommands, runEvaluateRun } from './finetune';
 import { registerLlmCommand } from './llm';
 import { registerTokenizeCommand } from './tokenize';
 import { registerTokenizerCommand } from './tokenizer';
@@ -73,24 +75,32 @@ program
 
 program
   .command('evaluate')
-  .description('full-ranking leave-one-out evaluation (history masked, ties to the lower item id)')
-  .requiredOption('--sequences <file>', 'sequence file: one user per line, "user item item ..."')
-  .requiredOption('--model <name>', `model: ${EVALUATE_MODELS.join(', ')} (DIR: a "mmesid sasrec train" output folder)`, (value: string) => {
+  .description('full-ranking leave-one-out evaluation (history masked, ties to the lower item id) of a baseline, a SASRec folder or an MME-SID run')
+  .option('--sequences <file>', 'sequence file: one user per line, "user item item ..." (with --model)')
+  .option('--model <name>', `model: ${EVALUATE_MODELS.join(', ')} (DIR: a "mmesid sasrec train" output folder)`, (value: string) => {
     try {
       return parseEvaluateModel(value);
     } catch {
       throw new CommanderArgumentError(`expected one of ${EVALUATE_MODELS.join(', ')}, got "${value}"`);
     }
   })
+  .option('--run <dir>', 'an MME-SID run directory (from `mmesid finetune`); its sequences are used; writes DIR/eval/spectrum.{csv,svg}')
   .option('--split <split>', 'test (target items[-1]) or valid (target items[-2])', oneOf(['test', 'valid'] as const), 'test')
   .option('--ks <list>', 'cut-offs K, comma-separated', intList, [5, 10, 20])
   .option('--cold-threshold <n>', 'cold targets: training frequency <= n', nonNegativeInt, 5)
   .option('--batch-size <n>', 'users per native evaluator call', positiveInt, 256)
   .option('--json', 'one JSON document on stdout')
   .action(
-    async (opts: { sequences: string; model: EvaluateModel; split: 'test' | 'valid'; ks: number[]; coldThreshold: number; batchSize: number; json?: boolean }) => {
+    async (opts: { sequences?: string; model?: EvaluateModel; run?: string; split: 'test' | 'valid'; ks: number[]; coldThreshold: number; batchSize: number; json?: boolean }) => {
       await withInterrupt(async (signal) => {
-        const report = await runEvaluate({ ...opts, progress: process.stderr.isTTY, signal });
+        if (opts.run !== undefined) {
+          if (opts.model !== undefined || opts.sequences !== undefined) throw new CommanderArgumentError('--run takes the sequences and the model from the run directory: leave out --sequences and --model');
+          const report = await runEvaluateRun(opts.run, { ...opts, signal });
+          console.log(opts.json ? JSON.stringify(report) : `${formatReport(report)}\n${JSON.stringify(report.diagnostics, null, 2)}`);
+          return;
+        }
+        if (opts.model === undefined || opts.sequences === undefined) throw new CommanderArgumentError('give --sequences and --model, or --run');
+        const report = await runEvaluate({ ...opts, sequences: opts.sequences, model: opts.model, progress: process.stderr.isTTY, signal });
         console.log(opts.json ? JSON.stringify(report) : formatReport(report));
       });
     },
@@ -193,6 +203,7 @@ program
 registerTokenizerCommand(program);
 registerTokenizeCommand(program);
 registerLlmCommand(program);
+registerFinetuneCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as Error & { code?: string };

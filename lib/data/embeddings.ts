@@ -293,7 +293,8 @@ async function readHead(opened: Opened, file: string, length: number, position: 
   return buffer;
 }
 
-async function readNpy(opened: Opened, file: string): Promise<LoadedEmbeddingTable> {
+/** The validated header of a 2-D C-order `.npy` whose dtype is one of `dtypes` (numpy descr → ours). */
+async function readNpyHeader<D extends string>(opened: Opened, file: string, dtypes: Record<string, D>): Promise<{ dtype: D; rows: number; dim: number; headerStart: number; dataStart: number }> {
   const preamble = await readHead(opened, file, Math.min(opened.size, 12), 0, 'npy preamble');
   if (preamble.length < 10 || !preamble.subarray(0, 6).equals(NPY_MAGIC)) {
     throw DataFormatError.atByte(file, 0, 'not an .npy file (bad magic; expected "\\x93NUMPY")');
@@ -313,16 +314,20 @@ async function readNpy(opened: Opened, file: string): Promise<LoadedEmbeddingTab
   const fortran = entries.get('fortran_order');
   const shape = entries.get('shape');
   if (typeof descr !== 'string') throw DataFormatError.atByte(file, headerStart, 'npy header has no "descr" string');
-  const dtype: StoredDtype | undefined = descr === '<f4' ? 'f32' : descr === '<f2' ? 'f16' : undefined;
+  const dtype: D | undefined = Object.prototype.hasOwnProperty.call(dtypes, descr) ? dtypes[descr] : undefined;
   if (dtype === undefined) {
-    throw DataFormatError.atByte(file, headerStart, `unsupported dtype ${JSON.stringify(descr)} (little-endian float32 "<f4" or float16 "<f2" are read)`);
+    throw DataFormatError.atByte(file, headerStart, `unsupported dtype ${JSON.stringify(descr)} (${Object.keys(dtypes).map((d) => JSON.stringify(d)).join(' or ')} are read)`);
   }
   if (typeof fortran !== 'boolean') throw DataFormatError.atByte(file, headerStart, 'npy header has no "fortran_order" boolean');
   if (fortran) throw DataFormatError.atByte(file, headerStart, 'unsupported order: fortran_order is True (C order is read)');
   if (!Array.isArray(shape)) throw DataFormatError.atByte(file, headerStart, 'npy header has no "shape" tuple');
   if (shape.length !== 2) throw DataFormatError.atByte(file, headerStart, `unsupported rank ${shape.length}: shape (${shape.join(', ')}) is not 2-D`);
   const [rows, dim] = shape as [number, number];
-  const dataStart = headerStart + headerLength;
+  return { dtype, rows, dim, headerStart, dataStart: headerStart + headerLength };
+}
+
+async function readNpy(opened: Opened, file: string): Promise<LoadedEmbeddingTable> {
+  const { dtype, rows, dim, headerStart, dataStart } = await readNpyHeader<StoredDtype>(opened, file, { '<f4': 'f32', '<f2': 'f16' });
   const elements = checkExtent(file, headerStart, rows, dim, dtype, dataStart, opened.size, true);
   const data = await readPayload(opened.handle, file, dataStart, elements, dtype);
   return { rows, dim, data, source: file, format: 'npy', storedDtype: dtype };
@@ -459,6 +464,25 @@ function optionsOf(options: LoadEmbeddingsOptions | undefined): string | undefin
 export async function loadNpy(file: string): Promise<LoadedEmbeddingTable> {
   requireFile(file, 'file');
   return withOpenFile(file, (opened) => readNpy(opened, file));
+}
+
+/**
+ * Reads a 2-D little-endian int32 (`<i4`) `.npy`, e.g. the semantic IDs `sids.<modality>.npy`.
+ * @returns `{ rows, dim, data }` with data int32 [rows, dim] row-major
+ * @throws DataFormatError naming the file and byte offset for a malformed file or another dtype.
+ */
+export async function loadInt32Npy(file: string): Promise<{ rows: number; dim: number; data: Int32Array; source: string }> {
+  requireFile(file, 'file');
+  return withOpenFile(file, async (opened) => {
+    const { rows, dim, dataStart } = await readNpyHeader(opened, file, { '<i4': 'i32' });
+    const bytes = rows * dim * 4;
+    if (dataStart + bytes !== opened.size) {
+      throw DataFormatError.atByte(file, Math.min(opened.size, dataStart + bytes), `the data holds ${opened.size - dataStart} bytes; shape (${rows}, ${dim}) of int32 needs ${bytes}`);
+    }
+    const data = new Int32Array(rows * dim);
+    await readExactly(opened.handle, new Uint8Array(data.buffer), dataStart, file);
+    return { rows, dim, data, source: file };
+  });
 }
 
 /**

@@ -10,7 +10,7 @@ import type { EvaluationSplit, SplitName } from '../data/splits';
 import { InvalidArgumentError } from '../errors';
 import { optionalInteger, optionalSignal, requireObject } from '../validate';
 import { DEFAULT_BATCH_SIZE, DEFAULT_COLD_THRESHOLD, evaluateRanking, normalizeKs } from './ranking';
-import type { GroupMetrics, MetricTable, RankingRunOptions } from './ranking';
+import type { EvaluateRankingOptions, GroupMetrics, MetricTable, RankingRunOptions } from './ranking';
 
 /** Item counts over the split's inputs: int32 [numItems + 1], index 0 = 0. */
 export function popularityCounts(split: EvaluationSplit, numItems: number): Int32Array {
@@ -103,11 +103,40 @@ export function readEvaluationOptions(options: EvaluatePopularityOptions): Evalu
 }
 
 /**
+ * Ranks every user of `split` with `score` under the run settings and assembles the report — the one
+ * path every model's evaluation (popularity, SASRec, MME-SID) goes through.
+ */
+export async function evaluateSplit(
+  sequences: Sequences,
+  split: EvaluationSplit,
+  settings: EvaluationRunSettings,
+  score: EvaluateRankingOptions['score'],
+  model: string,
+): Promise<EvaluationReport> {
+  const { splitName, ks, coldThreshold, batchSize, threads, hooks } = settings;
+  const summary = await evaluateRanking({
+    numItems: sequences.numItems,
+    targets: split.targets,
+    historyOffsets: split.inputOffsets,
+    historyItems: split.inputItems,
+    score,
+    batchSize,
+    ks,
+    trainFrequency: trainFrequency(sequences),
+    coldThreshold,
+    threads,
+    ...hooks,
+  });
+  return { split: splitName, metrics: summary.metrics, protocol: describeProtocol(sequences, split, ks, coldThreshold, model), coldWarm: summary.coldWarm! };
+}
+
+/**
  * Evaluates the popularity ranking on one split of `sequences`.
  * @throws InvalidArgumentError on a bad argument; CancelledError when `signal` aborts.
  */
 export async function evaluatePopularity(sequences: Sequences, options: EvaluatePopularityOptions = {}): Promise<EvaluationReport> {
-  const { splitName, ks, coldThreshold, batchSize, threads, hooks } = readEvaluationOptions(options);
+  const settings = readEvaluationOptions(options);
+  const { splitName, batchSize } = settings;
 
   const split = evaluationSplit(sequences, splitName);
   const counts = popularityCounts(split, sequences.numItems);
@@ -117,23 +146,5 @@ export async function evaluatePopularity(sequences: Sequences, options: Evaluate
   for (let r = 0; r < matrix.length / stride; r += 1) {
     for (let i = 0; i < stride; i += 1) matrix[r * stride + i] = counts[i]!;
   }
-  const summary = await evaluateRanking({
-    numItems: sequences.numItems,
-    targets: split.targets,
-    historyOffsets: split.inputOffsets,
-    historyItems: split.inputItems,
-    score: (start, end) => matrix.subarray(0, (end - start) * stride),
-    batchSize,
-    ks,
-    trainFrequency: trainFrequency(sequences),
-    coldThreshold,
-    threads,
-    ...hooks,
-  });
-  return {
-    split: splitName,
-    metrics: summary.metrics,
-    protocol: describeProtocol(sequences, split, ks, coldThreshold, 'popularity: item counts over the split\'s inputs'),
-    coldWarm: summary.coldWarm!,
-  };
+  return evaluateSplit(sequences, split, settings, (start: number, end: number) => matrix.subarray(0, (end - start) * stride), 'popularity: item counts over the split\'s inputs');
 }

@@ -6,12 +6,11 @@
  * float rounding of batched matrix products).
  */
 import type { Sequences } from '../data/sequences';
-import { evaluationSplit, trainFrequency } from '../data/splits';
+import { evaluationSplit } from '../data/splits';
 import { InvalidArgumentError } from '../errors';
 import { SasrecModel } from '../sasrec';
-import { describeProtocol, readEvaluationOptions } from './popularity';
+import { evaluateSplit, readEvaluationOptions } from './popularity';
 import type { EvaluatePopularityOptions, EvaluationReport } from './popularity';
-import { evaluateRanking } from './ranking';
 
 /** Options of {@link evaluateSasrec} (those of the popularity evaluation: split, ks, batching, …). */
 export type EvaluateSasrecOptions = EvaluatePopularityOptions;
@@ -23,7 +22,8 @@ export type EvaluateSasrecOptions = EvaluatePopularityOptions;
  *   items; DataFormatError for a malformed weight file; CancelledError when `signal` aborts.
  */
 export async function evaluateSasrec(sequences: Sequences, model: SasrecModel | string, options: EvaluateSasrecOptions = {}): Promise<EvaluationReport> {
-  const { splitName, ks, coldThreshold, batchSize, threads, hooks } = readEvaluationOptions(options);
+  const settings = readEvaluationOptions(options);
+  const { splitName, batchSize } = settings;
   const loaded = model instanceof SasrecModel ? model : await SasrecModel.load(model);
   const { numItems, maxLen } = loaded.architecture;
   if (numItems !== sequences.numItems) {
@@ -34,36 +34,24 @@ export async function evaluateSasrec(sequences: Sequences, model: SasrecModel | 
   const rows = Math.min(batchSize, Math.max(1, split.users.length));
   const inputs = new Int32Array(rows * maxLen);
   const scores = new Float32Array(rows * (numItems + 1));
-  const summary = await evaluateRanking({
-    numItems,
-    targets: split.targets,
-    historyOffsets: split.inputOffsets,
-    historyItems: split.inputItems,
-    score: async (start, end) => {
-      const batch = end - start;
-      inputs.fill(0);
-      for (let b = 0; b < batch; b += 1) {
-        const stop = split.inputOffsets[start + b + 1]!;
-        const from = Math.max(split.inputOffsets[start + b]!, stop - maxLen);
-        inputs.set(split.inputItems.subarray(from, stop), (b + 1) * maxLen - (stop - from));
-      }
-      const out = scores.subarray(0, batch * (numItems + 1));
-      await loaded.scoreInto(inputs.subarray(0, batch * maxLen), batch, out);
-      return out;
-    },
-    batchSize,
-    ks,
-    trainFrequency: trainFrequency(sequences),
-    coldThreshold,
-    threads,
-    ...hooks,
-  });
   const { dim, blocks, heads } = loaded.architecture;
   const trainedOn = typeof loaded.dataset.sha256 === 'string' ? `, trained on sha256 ${loaded.dataset.sha256.slice(0, 12)}…` : '';
-  return {
-    split: splitName,
-    metrics: summary.metrics,
-    protocol: describeProtocol(sequences, split, ks, coldThreshold, `sasrec: ${loaded.source} (d=${dim}, ${blocks} blocks, ${heads} heads, maxLen ${maxLen}${trainedOn})`),
-    coldWarm: summary.coldWarm!,
-  };
+  return evaluateSplit(
+    sequences,
+    split,
+    settings,
+    async (start: number, end: number) => {
+    const batch = end - start;
+    inputs.fill(0);
+    for (let b = 0; b < batch; b += 1) {
+      const stop = split.inputOffsets[start + b + 1]!;
+      const from = Math.max(split.inputOffsets[start + b]!, stop - maxLen);
+      inputs.set(split.inputItems.subarray(from, stop), (b + 1) * maxLen - (stop - from));
+    }
+    const out = scores.subarray(0, batch * (numItems + 1));
+    await loaded.scoreInto(inputs.subarray(0, batch * maxLen), batch, out);
+    return out;
+    },
+    `sasrec: ${loaded.source} (d=${dim}, ${blocks} blocks, ${heads} heads, maxLen ${maxLen}${trainedOn})`,
+  );
 }

@@ -236,6 +236,11 @@ export class LlamaModel {
     return this.handle;
   }
 
+  /** @internal The native handle, for the stages built on the model (the MME-SID head). */
+  _native(): NativeLlm {
+    return this.native('_native');
+  }
+
   /** dtype, device, parameter counts and the adapters' configuration. */
   info(): NativeLlmInfo {
     return this.native('info').info();

@@ -22,6 +22,7 @@
 
 #include "addon/common/napi_util.h"
 #include "addon/torch/llm_exports.h"
+#include "addon/torch/mmesid_exports.h"
 #include "addon/torch/tokenize_bench_exports.h"
 #include "addon/torch/tokenizer_exports.h"
 #include "addon/torch/training_job.h"
@@ -556,6 +557,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_tokenizer_exports(env, exports);
   register_tokenize_bench_exports(env, exports);
   register_llm_exports(env, exports);
+  register_mmesid_exports(env, exports);
   return exports;
 }
 

@@ -21,8 +21,6 @@
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <limits>
@@ -30,6 +28,7 @@
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "torch/train/recompute.h"
 
 namespace mmesid::models {
 namespace {
@@ -189,72 +188,6 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& positions, const at
   return x * cos + rotated * sin;
 }
 
-/// One decoder layer as a single autograd node that keeps only its input (gradient checkpointing). The
-/// forward runs without recording a graph; the backward recomputes the layer with grad enabled from the
-/// saved input, the saved state of the device's default generator (so dropout draws the same masks), and
-/// back-propagates into the input and the layer's trainable tensors (its LoRA adapters).
-struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h,
-                            at::TensorList trainable, const at::Tensor& positions,
-                            const at::Tensor& additive_mask, const Llama* model, int64_t layer,
-                            LlamaRunOptions run) {
-    at::Generator gen = at::globalContext().defaultGenerator(h.device());
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      ctx->saved_data["rng"] = gen.get_state();
-    }
-    ctx->saved_data["model"] = reinterpret_cast<int64_t>(model);
-    ctx->saved_data["layer"] = layer;
-    ctx->saved_data["training"] = run.training;
-    ctx->saved_data["autocast"] = static_cast<int64_t>(run.autocast);
-    ctx->saved_data["fused_lora"] = run.fused_lora;
-    ctx->saved_data["trainable"] = static_cast<int64_t>(trainable.size());
-    ctx->save_for_backward({h, positions, additive_mask});
-    const at::NoGradGuard no_grad;
-    return model->layer_forward(model->layers_[static_cast<size_t>(layer)], h, positions, additive_mask,
-                                nullptr, nullptr, run);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad_out) {
-    const auto saved = ctx->get_saved_variables();
-    const auto* model = reinterpret_cast<const Llama*>(ctx->saved_data["model"].toInt());
-    const auto layer = static_cast<size_t>(ctx->saved_data["layer"].toInt());
-    LlamaRunOptions run;
-    run.training = ctx->saved_data["training"].toBool();
-    run.autocast = static_cast<at::ScalarType>(ctx->saved_data["autocast"].toInt());
-    run.fused_lora = ctx->saved_data["fused_lora"].toBool();
-    const Llama::Layer& l = model->layers_[layer];
-    const std::vector<at::Tensor> trainable = Llama::adapters_of(l);
-    TORCH_CHECK(static_cast<int64_t>(trainable.size()) == ctx->saved_data["trainable"].toInt(),
-                "gradient checkpointing: the adapters changed between forward and backward");
-    at::Generator gen = at::globalContext().defaultGenerator(saved[0].device());
-    at::Tensor current_state;
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      current_state = gen.get_state();
-      gen.set_state(ctx->saved_data["rng"].toTensor());
-    }
-    at::Tensor h = saved[0].detach().requires_grad_(true);
-    at::Tensor out;
-    {
-      const at::AutoGradMode grad(true);
-      const AutocastScope autocast(h.device(), run.autocast);
-      out = model->layer_forward(l, h, saved[1], saved[2], nullptr, nullptr, run);
-    }
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(current_state);
-    }
-    std::vector<at::Tensor> inputs = {h};
-    inputs.insert(inputs.end(), trainable.begin(), trainable.end());
-    const auto grads = torch::autograd::grad({out}, inputs, {grad_out[0]}, false, false, true);
-    torch::autograd::variable_list result(grads.begin(), grads.end());
-    result.resize(result.size() + 5);  // positions, mask, model, layer, run: no gradients
-    return result;
-  }
-};
-
 Llama::Llama(LlamaConfig config, std::map<std::string, at::Tensor> weights) : config_(std::move(config)) {
   const std::vector<TensorSpec> table = llama_tensor_table(config_);
   std::vector<std::string> missing, misshaped;
@@ -411,9 +344,17 @@ at::Tensor Llama::forward(const at::Tensor& inputs_embeds, const at::Tensor& att
   at::Tensor h = inputs_embeds;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (checkpoint) {
-      const std::vector<at::Tensor> trainable = adapters_of(layers_[i]);
-      h = CheckpointedLayer::apply(h, at::TensorList(trainable), positions, additive, this,
-                                   static_cast<int64_t>(i), run);
+      // Gradient checkpointing: the layer's input and its adapters are the node's inputs; the adapters
+      // are leaves, recomputed as themselves through the layer's projections.
+      std::vector<at::Tensor> inputs = {h};
+      for (const at::Tensor& t : adapters_of(layers_[i])) inputs.push_back(t);
+      const Layer* layer = &layers_[i];
+      h = train::recompute_in_backward(
+          [this, layer, positions, additive, run](const std::vector<at::Tensor>& in) {
+            const AutocastScope scope(in[0].device(), run.autocast);
+            return layer_forward(*layer, in[0], positions, additive, nullptr, nullptr, run);
+          },
+          inputs);
     } else {
       h = layer_forward(layers_[i], h, positions, additive, cache ? &cache->keys[i] : nullptr,
                         cache ? &cache->values[i] : nullptr, run);

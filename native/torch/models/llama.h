@@ -163,7 +163,6 @@ class Llama {
   std::vector<std::pair<std::string, at::Tensor>> base_weights() const;
 
  private:
-  friend struct CheckpointedLayer;
   struct Layer {
     at::Tensor input_norm, post_norm;
     Projection q, k, v, o, gate, up, down;

@@ -36,32 +36,22 @@ LoopResult train_lm_lora(models::Llama& model, const LmTrainOptions& o,
                                   std::to_string(i) + " is outside the vocabulary [0, " +
                                   std::to_string(vocab) + ")");
   }
-  const int64_t per_epoch = (n + o.micro_batch - 1) / o.micro_batch;
   models::LlamaRunOptions run = o.run;
   run.training = true;
 
-  int64_t cached_epoch = -1;
-  std::vector<int64_t> order;
+  EpochOrder order(n, o.micro_batch, o.loop.seed);
   const MicroLoss micro_loss = [&](int64_t step, int64_t micro, std::mt19937_64&) {
-    const int64_t g = step * o.loop.accumulation_steps + micro;
-    const int64_t epoch = g / per_epoch, slice = g % per_epoch;
-    if (epoch != cached_epoch) {
-      order.resize(static_cast<size_t>(n));
-      std::iota(order.begin(), order.end(), 0);
-      std::mt19937_64 shuffle(o.loop.seed + static_cast<uint64_t>(epoch));
-      std::shuffle(order.begin(), order.end(), shuffle);
-      cached_epoch = epoch;
-    }
-    const int64_t first = slice * o.micro_batch, count = std::min(o.micro_batch, n - first);
+    const std::vector<int64_t> batch = order.micro_batch(step * o.loop.accumulation_steps + micro);
+    const auto count = static_cast<int64_t>(batch.size());
     int64_t longest = 0;
     for (int64_t k = 0; k < count; ++k) {
-      const int64_t s = order[static_cast<size_t>(first + k)];
+      const int64_t s = batch[static_cast<size_t>(k)];
       longest = std::max(longest, std::min(o.max_length, o.offsets[s + 1] - o.offsets[s]));
     }
     std::vector<int64_t> ids(static_cast<size_t>(count * longest), 0),
         labels(static_cast<size_t>(count * longest), -100), mask(static_cast<size_t>(count * longest), 0);
     for (int64_t k = 0; k < count; ++k) {
-      const int64_t s = order[static_cast<size_t>(first + k)];
+      const int64_t s = batch[static_cast<size_t>(k)];
       const int64_t len = std::min(o.max_length, o.offsets[s + 1] - o.offsets[s]);
       for (int64_t t = 0; t < len; ++t) {
         const size_t at = static_cast<size_t>(k * longest + t);

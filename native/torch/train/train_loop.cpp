@@ -7,8 +7,10 @@
 #include <c10/core/GradMode.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 #include <stdexcept>
 
 #include "torch/train/cancelled.h"
@@ -28,6 +30,25 @@ std::vector<at::Tensor> tensors_of(const std::vector<std::pair<std::string, at::
 }
 
 }  // namespace
+
+EpochOrder::EpochOrder(int64_t count, int64_t batch, uint64_t seed)
+    : count_(count), batch_(batch), per_epoch_((count + batch - 1) / batch), seed_(seed) {
+  if (count < 1 || batch < 1)
+    throw std::invalid_argument("train: the data order needs count >= 1 and batch >= 1");
+}
+
+std::vector<int64_t> EpochOrder::micro_batch(int64_t g) {
+  const int64_t epoch = g / per_epoch_, slice = g % per_epoch_;
+  if (epoch != cached_epoch_) {
+    order_.resize(static_cast<size_t>(count_));
+    std::iota(order_.begin(), order_.end(), 0);
+    std::mt19937_64 shuffle(seed_ + static_cast<uint64_t>(epoch));
+    std::shuffle(order_.begin(), order_.end(), shuffle);
+    cached_epoch_ = epoch;
+  }
+  const int64_t first = slice * batch_, n = std::min(batch_, count_ - first);
+  return std::vector<int64_t>(order_.begin() + first, order_.begin() + first + n);
+}
 
 double lr_multiplier(const ScheduleConfig& schedule, int64_t step, int64_t total_steps) {
   const int64_t warmup = schedule.warmup_steps;
@@ -130,7 +151,8 @@ LoopResult run_train_loop(const std::vector<std::pair<std::string, at::Tensor>>&
     std::lock_guard<std::mutex> lock(gen.mutex());
     return gen.get_state();
   };
-  while (step < o.total_steps) {
+  const int64_t stop = o.stop_at > 0 ? std::min(o.stop_at, o.total_steps) : o.total_steps;
+  while (step < stop) {
     const auto started = std::chrono::steady_clock::now();
     // A cancellation between micro-batches checkpoints the state at the start of this step: the
     // parameters have not moved yet, but the generators have (dropout, the caller's draws).
@@ -182,7 +204,7 @@ LoopResult run_train_loop(const std::vector<std::pair<std::string, at::Tensor>>&
     report.step = step;
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     result.losses.push_back(report.loss);
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && step < o.total_steps) save();
+    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && step < stop) save();
     if (on_step) on_step(report);
   }
   adam.zero_grad();

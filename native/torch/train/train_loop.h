@@ -71,8 +71,9 @@ struct LoopOptions {
   std::string checkpoint_path;   ///< empty: no checkpoints
   int64_t checkpoint_every = 0;  ///< also write one every this many steps (0: only on cancel and at the end)
   bool resume = false;           ///< continue from checkpoint_path when it exists
-  CheckpointKind kind;           ///< the trainer's checkpoint format
-  std::string fingerprint;       ///< the run's identity; a checkpoint of another run is refused
+  int64_t stop_at = 0;      ///< > 0: return after this step (checkpointed), e.g. to validate; 0 = total_steps
+  CheckpointKind kind;      ///< the trainer's checkpoint format
+  std::string fingerprint;  ///< the run's identity; a checkpoint of another run is refused
 };
 
 /// What each optimizer step reports.
@@ -90,6 +91,23 @@ struct LoopResult {
   int64_t steps = 0;           ///< steps done at the end (== total_steps)
   int64_t resumed_from = 0;    ///< the checkpoint's step, 0 for a fresh run
   std::vector<double> losses;  ///< the loss of every step run in this call
+};
+
+/// The data order every trainer uses: micro-batch g of the run is the (g mod B)-th slice of `batch`
+/// examples of epoch ⌊g / B⌋ (B = ⌈count / batch⌉), each epoch a permutation drawn from
+/// std::mt19937_64(seed + epoch) — a function of (seed, g) alone, so a resumed run reads the same data.
+class EpochOrder {
+ public:
+  EpochOrder(int64_t count, int64_t batch, uint64_t seed);
+  /// The example indices of micro-batch g (the last slice of an epoch may be shorter).
+  std::vector<int64_t> micro_batch(int64_t g);
+  int64_t batches_per_epoch() const { return per_epoch_; }
+
+ private:
+  int64_t count_, batch_, per_epoch_;
+  uint64_t seed_;
+  int64_t cached_epoch_ = -1;
+  std::vector<int64_t> order_;
 };
 
 /// The micro-batch loss: (step, micro, rng) → scalar float tensor requiring grad.

@@ -1,0 +1,357 @@
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
+#include "mmesid.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/log1p.h>
+#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/relu.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "common/errors.h"
+#include "torch/models/llama.h"
+#include "torch/train/recompute.h"
+
+namespace mmesid::models {
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("mmesid head: " + message);
+}
+
+at::Tensor uniform(std::vector<int64_t> shape, double bound, const at::Generator& g) {
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  t.uniform_(-bound, bound, g);
+  return t;
+}
+
+bool uses_sids(const std::string& variant) {
+  return variant == "mme-sid" || variant == "mme-random";
+}
+
+}  // namespace
+
+at::Tensor MmesidHead::add(const std::string& name, at::Tensor t) {
+  t.requires_grad_(true);
+  params_.emplace_back("head." + name, t);
+  return t;
+}
+
+MmesidHead::MmesidHead(MmesidHeadConfig config, std::vector<MmesidModality> modalities,
+                       const at::Tensor& frequency, uint64_t seed)
+    : config_(std::move(config)), modalities_(std::move(modalities)) {
+  const std::set<std::string> variants = {"mme-sid", "mme-random", "e4srec", "concat", "concat-mlp"};
+  require(variants.count(config_.variant) == 1,
+          "unknown variant \"" + config_.variant +
+              "\" (expected mme-sid, mme-random, e4srec, concat, concat-mlp)");
+  require(!modalities_.empty(), "at least one modality is needed");
+  require(config_.hidden >= 1, "hidden must be >= 1");
+  require(config_.score_chunk >= 1, "score_chunk must be >= 1");
+  require(config_.temperature > 0.0 && std::isfinite(config_.temperature), "temperature must be positive");
+  const int64_t h = config_.hidden;
+  num_items_ = modalities_[0].table.size(0);
+  require(num_items_ >= 2, "the tables need at least one item besides the padding row");
+  if (config_.variant == "e4srec") {
+    std::vector<MmesidModality> collab;
+    for (auto& m : modalities_)
+      if (m.name == "collab") collab.push_back(m);
+    require(collab.size() == 1, "e4srec needs the collab modality");
+    modalities_ = collab;
+  }
+  for (auto& m : modalities_) {
+    require(m.table.dim() == 2 && m.table.size(0) == num_items_ && m.table.scalar_type() == at::kFloat,
+            m.name + ": the table must be float32 [N = " + std::to_string(num_items_) + ", d]");
+    m.table = m.table.detach().contiguous();
+    if (uses_sids(config_.variant)) {
+      require(m.sids.defined() && m.sids.dim() == 2 && m.sids.size(0) == num_items_,
+              m.name + ": semantic IDs [N, L] are needed by " + config_.variant);
+      m.sids = m.sids.to(at::kLong).contiguous();
+    }
+  }
+  require(frequency.dim() == 1 && frequency.size(0) == num_items_, "frequency must be [N]");
+  const at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const int64_t count = static_cast<int64_t>(modalities_.size());
+  auto linear = [&](const std::string& name, int64_t in, int64_t out, bool bias) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    Linear l;
+    l.weight = add(name + ".weight", uniform({out, in}, bound, g));
+    if (bias) l.bias = add(name + ".bias", uniform({out}, bound, g));
+    return l;
+  };
+  for (const auto& m : modalities_)
+    projections_.push_back(linear("proj." + m.name, m.table.size(1), h, true));
+  if (uses_sids(config_.variant)) {
+    for (const auto& m : modalities_) {
+      const int64_t levels = m.sids.size(1);
+      const bool from_tokenizer = config_.variant == "mme-sid";
+      int64_t k = 0;
+      if (from_tokenizer) {
+        require(m.codebooks.defined() && m.codebooks.dim() == 3 && m.codebooks.size(0) == levels,
+                m.name + ": mme-sid needs the tokenizer's codebooks [L, K, H]");
+        require(m.codebooks.size(2) == h,
+                m.name + ": the codebooks' dim " + std::to_string(m.codebooks.size(2)) +
+                    " differs from the LLM's hidden size " + std::to_string(h) +
+                    " (train the tokenizer with --code-dim " + std::to_string(h) + ")");
+        k = m.codebooks.size(1);
+      } else {
+        k = m.codebooks.defined() ? m.codebooks.size(1) : m.sids.max().item<int64_t>() + 1;
+      }
+      require(m.sids.max().item<int64_t>() < k, m.name + ": a semantic ID exceeds the codebook size");
+      std::vector<at::Tensor> tables;
+      for (int64_t l = 0; l < levels; ++l) {
+        at::Tensor init = from_tokenizer
+                              ? m.codebooks.select(0, l).to(at::kFloat).clone()
+                              : at::empty({k, h}, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 1.0, g);
+        tables.push_back(add("codes." + m.name + "." + std::to_string(l), init));
+      }
+      codes_.push_back(tables);
+    }
+  }
+  if (config_.variant == "mme-sid" || config_.variant == "mme-random") {
+    input1_ = linear("input.0", 2 * count * h, count * h, true);
+    input2_ = linear("input.2", count * h, h, true);
+  } else if (config_.variant == "concat") {
+    input1_ = linear("input.0", count * h, h, true);
+  } else if (config_.variant == "concat-mlp") {
+    input1_ = linear("input.0", count * h, count * h, true);
+    input2_ = linear("input.2", count * h, h, true);
+  }
+  const bool fused = config_.fusion && config_.variant != "e4srec";
+  if (fused) {
+    fusion1_ = linear("fusion.mlp1.0", 1, 64, true);
+    fusion2_ = linear("fusion.mlp1.2", 64, 10, true);
+    fusion3_ = linear("fusion.mlp2.0", 10, 64, false);
+    fusion4_ = linear("fusion.mlp2.2", 64, 1 + count, true);
+  }
+  target_table_ =
+      add("target_items.weight", uniform({num_items_, h}, 1.0 / std::sqrt(static_cast<double>(h)), g));
+  const at::Tensor f = frequency.to(at::kDouble).log1p();
+  const at::Tensor real = f.narrow(0, 1, num_items_ - 1);
+  const double lo = real.min().item<double>(), hi = real.max().item<double>();
+  frequency_feature_ = ((f - lo) / (hi > lo ? hi - lo : 1.0)).to(at::kFloat).unsqueeze(1);
+}
+
+at::Tensor MmesidHead::item_inputs(const at::Tensor& ids) const {
+  const at::Tensor flat = ids.reshape({-1}).to(at::kLong);
+  std::vector<at::Tensor> projected;
+  for (size_t m = 0; m < modalities_.size(); ++m) {
+    const at::Tensor rows = at::embedding(modalities_[m].table, flat);
+    projected.push_back(at::linear(rows, projections_[m].weight, projections_[m].bias));
+  }
+  at::Tensor x;
+  const std::string& v = config_.variant;
+  if (v == "e4srec") {
+    x = projected[0];
+  } else if (v == "concat") {
+    x = at::linear(at::cat(projected, -1), input1_.weight, input1_.bias);
+  } else if (v == "concat-mlp") {
+    x = at::linear(at::relu(at::linear(at::cat(projected, -1), input1_.weight, input1_.bias)), input2_.weight,
+                   input2_.bias);
+  } else {
+    std::vector<at::Tensor> parts;
+    for (size_t m = 0; m < modalities_.size(); ++m) {
+      const at::Tensor sids = modalities_[m].sids.index_select(0, flat);  // [n, L]
+      at::Tensor sum;
+      for (size_t l = 0; l < codes_[m].size(); ++l) {
+        const at::Tensor code = sids.select(1, static_cast<int64_t>(l));
+        const at::Tensor valid = code.ge(0);
+        const at::Tensor e =
+            at::embedding(codes_[m][l], code.clamp_min(0)) * valid.unsqueeze(1).to(at::kFloat);
+        sum = sum.defined() ? sum + e : e;
+      }
+      parts.push_back(projected[m]);
+      parts.push_back(sum);
+    }
+    x = at::gelu(at::linear(at::relu(at::linear(at::cat(parts, -1), input1_.weight, input1_.bias)),
+                            input2_.weight, input2_.bias));
+  }
+  std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
+  shape.push_back(config_.hidden);
+  return x.reshape(shape);
+}
+
+namespace {
+
+/// The tensors item vectors depend on, in a fixed order, so the chunked loss can recompute them from
+/// copies in its backward: [S, fusion × 7 (when fused), P_m weight, P_m bias per modality].
+struct ItemVectorInputs {
+  bool fused = false;
+  size_t modalities = 0;
+};
+
+/// U for the rows `rows(·)` selects (a narrow of a range, or an index_select of ids) of every per-item
+/// tensor.
+at::Tensor item_vectors_from(const std::vector<at::Tensor>& p, const ItemVectorInputs& layout,
+                             const std::vector<MmesidModality>& modalities,
+                             const at::Tensor& frequency_feature, double temperature,
+                             const std::function<at::Tensor(const at::Tensor&)>& rows) {
+  const at::Tensor s = rows(p[0]);
+  if (!layout.fused) return s;
+  const at::Tensor f = rows(frequency_feature);
+  const at::Tensor z = at::linear(at::gelu(at::linear(f, p[1], p[2])), p[3], p[4]);
+  const at::Tensor logits = at::linear(at::gelu(at::linear(z, p[5])), p[6], p[7]);
+  const at::Tensor w = at::softmax(logits / temperature, 1);  // [count, 1 + M]
+  at::Tensor u = s * w.select(1, 0).unsqueeze(1);
+  for (size_t m = 0; m < layout.modalities; ++m) {
+    const at::Tensor projected = at::linear(rows(modalities[m].table), p[8 + 2 * m], p[9 + 2 * m]);
+    u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
+  }
+  return u;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> MmesidHead::item_vector_inputs() const {
+  std::vector<at::Tensor> p = {target_table_};
+  if (fusion1_.weight.defined()) {
+    p.insert(p.end(), {fusion1_.weight, fusion1_.bias, fusion2_.weight, fusion2_.bias, fusion3_.weight,
+                       fusion4_.weight, fusion4_.bias});
+    for (const Linear& l : projections_) p.insert(p.end(), {l.weight, l.bias});
+  }
+  return p;
+}
+
+at::Tensor MmesidHead::item_vectors(int64_t first, int64_t count) const {
+  require(first >= 0 && count >= 0 && first + count <= num_items_, "item range out of bounds");
+  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
+  return item_vectors_from(item_vector_inputs(), layout, modalities_, frequency_feature_, config_.temperature,
+                           [first, count](const at::Tensor& t) { return t.narrow(0, first, count); });
+}
+
+at::Tensor MmesidHead::item_vectors_of(const at::Tensor& ids) const {
+  const at::Tensor index = ids.to(at::kLong).reshape({-1});
+  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
+  return item_vectors_from(item_vector_inputs(), layout, modalities_, frequency_feature_, config_.temperature,
+                           [&index](const at::Tensor& t) { return t.index_select(0, index); });
+}
+
+at::Tensor MmesidHead::fusion_weights() const {
+  if (!fusion1_.weight.defined()) return at::Tensor();
+  const at::Tensor z = at::linear(at::gelu(at::linear(frequency_feature_, fusion1_.weight, fusion1_.bias)),
+                                  fusion2_.weight, fusion2_.bias);
+  const at::Tensor logits =
+      at::linear(at::gelu(at::linear(z, fusion3_.weight)), fusion4_.weight, fusion4_.bias);
+  return at::softmax(logits / config_.temperature, 1);
+}
+
+at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets) const {
+  require(h.dim() == 2 && h.size(1) == config_.hidden, "h must be [B, H]");
+  const at::Tensor t = targets.to(at::kLong);
+  require(t.dim() == 1 && t.size(0) == h.size(0), "targets must be [B]");
+  if (t.numel() > 0) {
+    require(t.min().item<int64_t>() >= 1 && t.max().item<int64_t>() < num_items_,
+            "targets must be item ids in [1, " + std::to_string(num_items_) + ")");
+  }
+  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
+  const std::vector<at::Tensor> p = item_vector_inputs();
+  // The target's score through ordinary autograd ([B, H] item vectors of the targets only).
+  const at::Tensor target_score = (h * item_vectors_of(t)).sum(1);
+  // log Σ_n exp(score) over items 1 … N−1, one chunk of logits at a time, each recomputed in the backward.
+  std::vector<at::Tensor> chunk_lse;
+  std::vector<at::Tensor> inputs = {h};
+  inputs.insert(inputs.end(), p.begin(), p.end());
+  for (int64_t first = 1; first < num_items_; first += config_.score_chunk) {
+    const int64_t count = std::min(config_.score_chunk, num_items_ - first);
+    const auto& modalities = modalities_;
+    const at::Tensor freq = frequency_feature_;
+    const double temperature = config_.temperature;
+    chunk_lse.push_back(train::recompute_in_backward(
+        [layout, &modalities, freq, temperature, first, count](const std::vector<at::Tensor>& in) {
+          const std::vector<at::Tensor> params(in.begin() + 1, in.end());
+          const at::Tensor u =
+              item_vectors_from(params, layout, modalities, freq, temperature,
+                                [first, count](const at::Tensor& x) { return x.narrow(0, first, count); });
+          return at::logsumexp(at::linear(in[0], u), {1});
+        },
+        inputs));
+  }
+  const at::Tensor lse = at::logsumexp(at::stack(chunk_lse, 1), {1});
+  return (lse - target_score).mean();
+}
+
+at::Tensor MmesidHead::code_tables(size_t modality) const {
+  require(modality < codes_.size(), "no code tables for this modality (variant " + config_.variant + ")");
+  return at::stack(codes_[modality], 0).detach();
+}
+
+void MmesidHead::assign(const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  std::map<std::string, at::Tensor> given(named.begin(), named.end());
+  std::vector<std::string> missing, misshaped, unexpected;
+  std::set<std::string> known;
+  for (const auto& [name, p] : params_) {
+    known.insert(name);
+    const auto it = given.find(name);
+    if (it == given.end()) {
+      missing.push_back(name);
+    } else if (it->second.sizes() != p.sizes()) {
+      misshaped.push_back(name + " " + shape_text(it->second.sizes().vec()) + " (expected " +
+                          shape_text(p.sizes().vec()) + ")");
+    }
+  }
+  for (const auto& [name, _] : given)
+    if (!known.count(name)) unexpected.push_back(name);
+  require(missing.empty() && misshaped.empty() && unexpected.empty(),
+          "the head weights do not match the configuration:" +
+              name_lists({{"missing", missing}, {"unexpected", unexpected}, {"mis-shaped", misshaped}}));
+  const at::NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) p.copy_(given.at(name));
+}
+
+at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const MmesidPromptBatch& batch,
+                              const LlamaRunOptions& run) {
+  require(llm.config().hidden_size == head.config().hidden, "the head's hidden size differs from the LLM's");
+  const auto b = static_cast<int64_t>(batch.rows.size());
+  require(b >= 1, "an empty batch");
+  int64_t longest = 1;
+  for (const int64_t r : batch.rows) longest = std::max(longest, batch.offsets[r + 1] - batch.offsets[r]);
+  std::vector<int64_t> ids(static_cast<size_t>(b * longest), 0), mask(static_cast<size_t>(b * longest), 0);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t r = batch.rows[static_cast<size_t>(i)];
+    const int64_t len = batch.offsets[r + 1] - batch.offsets[r], pad = longest - len;
+    for (int64_t t = 0; t < len; ++t) {
+      const auto at_ = static_cast<size_t>(i * longest + pad + t);
+      ids[at_] = batch.items[batch.offsets[r] + t];
+      mask[at_] = 1;
+    }
+  }
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor item_ids = at::from_blob(ids.data(), {b, longest}, long_opts).clone();
+  const at::Tensor item_mask = at::from_blob(mask.data(), {b, longest}, long_opts).clone();
+  const at::Tensor x = head.item_inputs(item_ids).to(llm.device(), llm.dtype());
+  std::vector<at::Tensor> parts, masks;
+  auto tokens = [&](const std::vector<int64_t>* list) {
+    if (!list || list->empty()) return;
+    const auto n = static_cast<int64_t>(list->size());
+    const at::Tensor t =
+        at::from_blob(const_cast<int64_t*>(list->data()), {1, n}, long_opts).clone().expand({b, n});
+    parts.push_back(llm.embed(t.contiguous()));
+    masks.push_back(at::ones({b, n}, long_opts));
+  };
+  tokens(batch.prefix);
+  parts.push_back(x);
+  masks.push_back(item_mask);
+  tokens(batch.suffix);
+  const at::Tensor embeds = at::cat(parts, 1);
+  const at::Tensor hidden = llm.forward(embeds, at::cat(masks, 1), at::Tensor(), nullptr, run);
+  return hidden.select(1, hidden.size(1) - 1).to(at::kFloat);
+}
+
+}  // namespace mmesid::models
