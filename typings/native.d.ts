@@ -721,6 +721,8 @@ export interface NativeMmesidHead {
   load(file: string): Promise<undefined>;
   tensor(what: 'itemInputs' | 'targetItems' | 'itemVectors' | 'fusionWeights' | 'codes', modality?: number): Promise<Float32Array>;
   parameterNames(): string[];
+  /** Test-only: the chunked cross-entropy of h [B, H] against targets, and ∂loss/∂h into gradH. */
+  _loss(options: { h: Float32Array; targets: Int32Array; chunk: number; gradH: Float32Array }): Promise<number>;
   dispose(): Promise<undefined>;
 }
 

@@ -271,6 +271,13 @@ export class MmesidRun {
     return this.native().tensor(what, modality);
   }
 
+  /** Test-only: the head's chunked cross-entropy of h [B, H] and ∂loss/∂h. */
+  async _loss(h: Float32Array, targets: Int32Array, chunk: number): Promise<{ loss: number; gradH: Float32Array }> {
+    const gradH = new Float32Array(h.length);
+    const loss = await this.native()._loss({ h, targets, chunk, gradH });
+    return { loss, gradH };
+  }
+
   /**
    * Fine-tunes the adapters and the head on every training sample (official protocol: each prefix of
    * items[:-2], the last maxTargetsPerUser per user, histories of at most maxHistory items), validating

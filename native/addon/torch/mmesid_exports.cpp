@@ -307,6 +307,27 @@ Napi::Object make_head_handle(Napi::Env env, const std::shared_ptr<HeadState>& s
           return out->defined() ? float_array(e, *out) : Napi::Float32Array::New(e, 0);
         });
   });
+  // _loss({ h: Float32Array [B, H], targets: Int32Array [B], chunk, gradH: Float32Array }) → Promise<number>
+  // (test-only): the chunked cross-entropy and its gradient w.r.t. h; the head's own gradients are discarded.
+  method("_loss", [locked](const Napi::CallbackInfo& ci) -> Napi::Value {
+    OptionsReader r(ci);
+    const auto h = r.f32("h"), grad = r.f32("gradH");
+    const auto targets = r.i32("targets");
+    const int64_t chunk = r.integer("chunk");
+    auto loss = std::make_shared<double>(0.0);
+    return Task::start(
+        ci.Env(), locked([h, grad, targets, chunk, loss](HeadState& s) {
+          const int64_t b = static_cast<int64_t>(targets.length), hidden = s.head->config().hidden;
+          at::Tensor x = at::from_blob(h.data, {b, hidden}, at::kFloat).clone().requires_grad_(true);
+          const at::Tensor t = at::from_blob(targets.data, {b}, at::kInt).to(at::kLong);
+          const at::Tensor l = s.head->loss(x, t, chunk);
+          l.backward();
+          *loss = l.item<double>();
+          copy_float_out(x.grad(), grad, "gradH");
+          for (const auto& [_, p] : s.head->parameters()) p.mutable_grad() = at::Tensor();
+        }),
+        [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, r.take_pins());
+  });
   method("parameterNames", [state](const Napi::CallbackInfo& ci) -> Napi::Value {
     const auto lock = lock_now(ci.Env(), *state->llm, "parameterNames");
     const auto& params = require_head(*state).parameters();

@@ -252,7 +252,8 @@ at::Tensor MmesidHead::fusion_weights() const {
   return at::softmax(logits / config_.temperature, 1);
 }
 
-at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets) const {
+at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk) const {
+  const int64_t step = chunk > 0 ? chunk : config_.score_chunk;
   require(h.dim() == 2 && h.size(1) == config_.hidden, "h must be [B, H]");
   const at::Tensor t = targets.to(at::kLong);
   require(t.dim() == 1 && t.size(0) == h.size(0), "targets must be [B]");
@@ -268,8 +269,8 @@ at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets) cons
   std::vector<at::Tensor> chunk_lse;
   std::vector<at::Tensor> inputs = {h};
   inputs.insert(inputs.end(), p.begin(), p.end());
-  for (int64_t first = 1; first < num_items_; first += config_.score_chunk) {
-    const int64_t count = std::min(config_.score_chunk, num_items_ - first);
+  for (int64_t first = 1; first < num_items_; first += step) {
+    const int64_t count = std::min(step, num_items_ - first);
     const auto& modalities = modalities_;
     const at::Tensor freq = frequency_feature_;
     const double temperature = config_.temperature;
@@ -322,35 +323,41 @@ at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const Mm
   require(b >= 1, "an empty batch");
   int64_t longest = 1;
   for (const int64_t r : batch.rows) longest = std::max(longest, batch.offsets[r + 1] - batch.offsets[r]);
-  std::vector<int64_t> ids(static_cast<size_t>(b * longest), 0), mask(static_cast<size_t>(b * longest), 0);
+  std::vector<int64_t> ids(static_cast<size_t>(b * longest), 0);
   for (int64_t i = 0; i < b; ++i) {
     const int64_t r = batch.rows[static_cast<size_t>(i)];
     const int64_t len = batch.offsets[r + 1] - batch.offsets[r], pad = longest - len;
     for (int64_t t = 0; t < len; ++t) {
       const auto at_ = static_cast<size_t>(i * longest + pad + t);
       ids[at_] = batch.items[batch.offsets[r] + t];
-      mask[at_] = 1;
     }
   }
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   const at::Tensor item_ids = at::from_blob(ids.data(), {b, longest}, long_opts).clone();
-  const at::Tensor item_mask = at::from_blob(mask.data(), {b, longest}, long_opts).clone();
   const at::Tensor x = head.item_inputs(item_ids).to(llm.device(), llm.dtype());
-  std::vector<at::Tensor> parts, masks;
-  auto tokens = [&](const std::vector<int64_t>* list) {
-    if (!list || list->empty()) return;
+  auto tokens = [&](const std::vector<int64_t>* list) -> at::Tensor {
+    if (!list || list->empty()) return at::Tensor();
     const auto n = static_cast<int64_t>(list->size());
-    const at::Tensor t =
-        at::from_blob(const_cast<int64_t*>(list->data()), {1, n}, long_opts).clone().expand({b, n});
-    parts.push_back(llm.embed(t.contiguous()));
-    masks.push_back(at::ones({b, n}, long_opts));
+    return llm.embed(at::from_blob(const_cast<int64_t*>(list->data()), {1, n}, long_opts).clone()).squeeze(0);
   };
-  tokens(batch.prefix);
-  parts.push_back(x);
-  masks.push_back(item_mask);
-  tokens(batch.suffix);
-  const at::Tensor embeds = at::cat(parts, 1);
-  const at::Tensor hidden = llm.forward(embeds, at::cat(masks, 1), at::Tensor(), nullptr, run);
+  const at::Tensor prefix = tokens(batch.prefix), suffix = tokens(batch.suffix);
+  // Row b: [padding, prefix, items, suffix] — the padding goes to the very left, so the relative positions
+  // of the real tokens (all RoPE sees) do not depend on the other histories of the batch.
+  std::vector<at::Tensor> rows, row_masks;
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t r = batch.rows[static_cast<size_t>(i)];
+    const int64_t pad = longest - (batch.offsets[r + 1] - batch.offsets[r]);
+    std::vector<at::Tensor> parts = {x[i].narrow(0, 0, pad)};
+    std::vector<at::Tensor> masks = {at::zeros({pad}, long_opts)};
+    if (prefix.defined()) parts.push_back(prefix), masks.push_back(at::ones({prefix.size(0)}, long_opts));
+    parts.push_back(x[i].narrow(0, pad, longest - pad));
+    masks.push_back(at::ones({longest - pad}, long_opts));
+    if (suffix.defined()) parts.push_back(suffix), masks.push_back(at::ones({suffix.size(0)}, long_opts));
+    rows.push_back(at::cat(parts, 0));
+    row_masks.push_back(at::cat(masks, 0));
+  }
+  const at::Tensor embeds = at::stack(rows, 0);
+  const at::Tensor hidden = llm.forward(embeds, at::stack(row_masks, 0), at::Tensor(), nullptr, run);
   return hidden.select(1, hidden.size(1) - 1).to(at::kFloat);
 }
 

@@ -77,7 +77,8 @@ class MmesidHead {
 
   /// Mean cross-entropy of h [B, H] against `targets` [B] (int64 in [1, N)) over items 1 … N−1 (the
   /// padding row never competes), in chunks of score_chunk items recomputed in the backward.
-  at::Tensor loss(const at::Tensor& h, const at::Tensor& targets) const;
+  /// `chunk` > 0 overrides score_chunk (tests).
+  at::Tensor loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk = 0) const;
 
   /// The target-item table S [N, H] (a parameter).
   const at::Tensor& target_table() const { return target_table_; }
@@ -125,8 +126,10 @@ struct MmesidPromptBatch {
 };
 
 /// h [B, H]: the Llama's last hidden state at the final position of
-/// [embed(prefix), x[history left-padded with item 0 to the batch's longest], embed(suffix)], the padded
-/// items masked out of attention. Positions are HF's default 0..T−1.
+/// [padding, embed(prefix), x[history], embed(suffix)], each row left-padded (with item 0's input, masked
+/// out of attention) to the batch's longest history. Positions are HF's default 0..T−1; with the padding
+/// at the very left the real tokens' relative positions — all RoPE sees — are those of the unpadded row,
+/// so a user's scores do not depend on the rest of the batch (up to float rounding).
 at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const MmesidPromptBatch& batch,
                               const LlamaRunOptions& run);
 

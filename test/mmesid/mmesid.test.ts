@@ -1,0 +1,339 @@
+/**
+ * MME-SID end to end on synthetic data with a tiny random Llama (hidden 16) and a tokenizer trained at
+ * code dim 16:
+ * - the head's formulas against an independent TypeScript computation from the saved weights (item
+ *   inputs, fusion weights, item vectors, scores);
+ * - the chunked cross-entropy: equal across chunk sizes, equal to a plain TypeScript cross-entropy, and
+ *   its gradient w.r.t. h equal to central finite differences;
+ * - fine-tuning: the loss falls; validating in segments (checkpoint + resume) gives the same run bytes as
+ *   one straight run; every variant and a modality subset train; run directories load back;
+ * - evaluate --run (report + spectra + code τ), Recommender and `mmesid recommend` agree with the scores;
+ * - bad configs are refused naming the field.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { loadEmbeddings, loadTensors } from '../../lib/data/embeddings';
+import { loadSequences } from '../../lib/data/sequences';
+import { trainFrequency } from '../../lib/data/splits';
+import { DataFormatError } from '../../lib/errors';
+import { readFinetuneConfig } from '../../lib/mmesid/config';
+import { collapseSpectrum, evaluateRun } from '../../lib/mmesid/evaluate';
+import { Recommender } from '../../lib/mmesid/recommender';
+import { MmesidRun, historyBatch } from '../../lib/mmesid/run';
+import { torchAvailable } from '../support/backends';
+import { mmesid, oneJson } from '../support/cli';
+import { tolerances } from '../support/tolerances';
+import { writeTinyLlama } from '../support/tinyLlama';
+
+const H = 16;
+
+function gelu(x: number): number {
+  // erf-based GELU (at::gelu's default), via Abramowitz–Stegun 7.1.26 would be too coarse: use a series.
+  return 0.5 * x * (1 + erf(x / Math.SQRT2));
+}
+
+function erf(x: number): number {
+  // High-precision erf: series for |x| < 3, continued-fraction tail otherwise.
+  const sign = x < 0 ? -1 : 1;
+  const a = Math.abs(x);
+  if (a < 3) {
+    let sum = a, term = a;
+    for (let n = 1; n < 200; n++) {
+      term *= (-a * a) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17) break;
+    }
+    return (sign * 2 * sum) / Math.sqrt(Math.PI);
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (a + f);
+  return sign * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f));
+}
+
+type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
+
+function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
+  const w = t.get(`${name}.weight`)!;
+  const [out, inDim] = w.shape as [number, number];
+  const b = bias ? t.get(`${name}.bias`)!.data : undefined;
+  const y = new Array<number>(out).fill(0);
+  for (let o = 0; o < out; o++) {
+    let s = b ? b[o]! : 0;
+    for (let i = 0; i < inDim; i++) s += w.data[o * inDim + i]! * x[i]!;
+    y[o] = s;
+  }
+  return y;
+}
+
+(torchAvailable ? describe : describe.skip)('MME-SID (head, fine-tuning, evaluation, serving)', function () {
+  this.timeout(600_000);
+  let dir: string;
+  let configFile: string;
+  const base = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
+    model: 'llm',
+    sequences: 'data/sequences.txt',
+    tokenizer: 'tok',
+    embeddings: { collab: 'data/visual_emb.npy', text: 'data/text_emb.npy' },
+    variant: 'mme-sid',
+    prompt: { prefixIds: [1, 2], suffixIds: [3] },
+    lora: { rank: 2, alpha: 4, dropout: 0.05 },
+    train: { steps: 6, lr: 5e-3, microBatch: 4, accumulationSteps: 2, warmupSteps: 1, seed: 5, scoreChunk: 37 },
+    threads: 1,
+    out: 'run',
+    ...over,
+  });
+  const writeConfig = (name: string, over: Record<string, unknown> = {}): string => {
+    const file = path.join(dir, `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify(base({ out: name, ...over })));
+    return file;
+  };
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-e2e-'));
+    const data = mmesid('data', 'synthetic', '--out', path.join(dir, 'data'), '--users', '120', '--items', '60', '--text-dim', '12', '--visual-dim', '8', '--json');
+    assert.equal(data.status, 0, data.stderr);
+    const tok = mmesid('tokenizer', 'train', '--collab', path.join(dir, 'data', 'visual_emb.npy'), '--text', path.join(dir, 'data', 'text_emb.npy'), '--out', path.join(dir, 'tok'), '--code-dim', String(H), '--levels', '2', '--codes', '8', '--hidden', '16', '--epochs', '5', '--batch-size', '32', '--threads', '1', '--json');
+    assert.equal(tok.status, 0, tok.stderr);
+    writeTinyLlama(path.join(dir, 'llm'), { hidden: H, layers: 2, heads: 4, kvHeads: 2, vocab: 40 });
+    configFile = writeConfig('main');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('the head computes the documented formulas (item inputs, fusion, item vectors, scores)', async () => {
+    const run = await MmesidRun.create(readFinetuneConfig(configFile));
+    try {
+      await run.save();
+      const head = new Map((await loadTensors(path.join(dir, 'main', 'head.safetensors'))).tensors.map((t) => [t.name.replace(/^head\./, ''), t]));
+      const collab = await loadEmbeddings(path.join(dir, 'data', 'visual_emb.npy'));
+      const text = await loadEmbeddings(path.join(dir, 'data', 'text_emb.npy'));
+      const sequences = await loadSequences(path.join(dir, 'data', 'sequences.txt'));
+      const n = sequences.numItems + 1;
+      const { readInt32Npy } = await import('../support/npy');
+      const sids = { collab: readInt32Npy(path.join(dir, 'tok', 'sids.collab.npy')), text: readInt32Npy(path.join(dir, 'tok', 'sids.text.npy')) };
+      const row = (t: { data: Float32Array; dim: number }, i: number): number[] => Array.from(t.data.subarray(i * t.dim, (i + 1) * t.dim));
+      const codeSum = (m: 'collab' | 'text', i: number): number[] => {
+        const s = new Array<number>(H).fill(0);
+        for (let l = 0; l < 2; l++) {
+          const code = sids[m].data[i * 2 + l]!;
+          if (code < 0) continue;
+          const table = head.get(`codes.${m}.${l}`)!.data;
+          for (let d = 0; d < H; d++) s[d] = s[d]! + table[code * H + d]!;
+        }
+        return s;
+      };
+      const inputs = await run.tensor('itemInputs');
+      const freq = trainFrequency(sequences);
+      const logf = Array.from(freq, (c) => Math.log1p(c));
+      const real = logf.slice(1);
+      const lo = Math.min(...real), hi = Math.max(...real);
+      const vectors = await run.tensor('itemVectors');
+      const weights = await run.tensor('fusionWeights');
+      let worstInput = 0, worstVector = 0, worstWeight = 0;
+      for (const i of [0, 1, 7, n - 1]) {
+        const concat = [...linear(row(collab, i), head, 'proj.collab'), ...codeSum('collab', i), ...linear(row(text, i), head, 'proj.text'), ...codeSum('text', i)];
+        const x = linear(linear(concat, head, 'input.0').map((v) => Math.max(0, v)), head, 'input.2').map(gelu);
+        x.forEach((v, d) => (worstInput = Math.max(worstInput, Math.abs(v - inputs[i * H + d]!))));
+        const f = (logf[i]! - lo) / (hi - lo);
+        const z = linear(linear([f], head, 'fusion.mlp1.0').map(gelu), head, 'fusion.mlp1.2');
+        const logits = linear(linear(z, head, 'fusion.mlp2.0', false).map(gelu), head, 'fusion.mlp2.2').map((v) => v / 1e-3);
+        const top = Math.max(...logits);
+        const e = logits.map((v) => Math.exp(v - top));
+        const w = e.map((v) => v / e.reduce((a, b) => a + b, 0));
+        w.forEach((v, k) => (worstWeight = Math.max(worstWeight, Math.abs(v - weights[i * 3 + k]!))));
+        const s = head.get('target_items.weight')!.data.subarray(i * H, (i + 1) * H);
+        const pc = linear(row(collab, i), head, 'proj.collab'), pt = linear(row(text, i), head, 'proj.text');
+        for (let d = 0; d < H; d++) worstVector = Math.max(worstVector, Math.abs(w[0]! * s[d]! + w[1]! * pc[d]! + w[2]! * pt[d]! - vectors[i * H + d]!));
+      }
+      assert.ok(worstInput < 1e-4, `item inputs: ${worstInput}`);
+      assert.ok(worstWeight < 1e-4, `fusion weights: ${worstWeight}`);
+      assert.ok(worstVector < 1e-4, `item vectors: ${worstVector}`);
+    } finally {
+      await run.dispose();
+    }
+  });
+
+  it('the chunked cross-entropy equals a plain one for every chunk size, and its ∂/∂h matches finite differences', async () => {
+    const run = await MmesidRun.create(readFinetuneConfig(configFile));
+    try {
+      const vectors = await run.tensor('itemVectors');
+      const n = run.manifest.numItems + 1;
+      const b = 3;
+      const h = Float32Array.from({ length: b * H }, (_, i) => Math.sin(i * 0.7) * 0.5);
+      const targets = Int32Array.from([1, 17, n - 1]);
+      const plain = (x: Float32Array): number => {
+        let total = 0;
+        for (let r = 0; r < b; r++) {
+          const s: number[] = [];
+          for (let item = 1; item < n; item++) {
+            let dot = 0;
+            for (let d = 0; d < H; d++) dot += x[r * H + d]! * vectors[item * H + d]!;
+            s.push(dot);
+          }
+          const top = Math.max(...s);
+          const lse = top + Math.log(s.reduce((a, v) => a + Math.exp(v - top), 0));
+          total += lse - s[targets[r]! - 1]!;
+        }
+        return total / b;
+      };
+      const expected = plain(h);
+      const results = await Promise.all([1, 7, 37, n].map((chunk) => run._loss(h, targets, chunk)));
+      for (const r of results) assert.ok(Math.abs(r.loss - expected) < 1e-4, `loss ${r.loss} vs ${expected}`);
+      results.slice(1).forEach((r) => r.gradH.forEach((g, i) => assert.ok(Math.abs(g - results[0]!.gradH[i]!) < 1e-5)));
+      const { step, tolerance } = tolerances.finiteDifference;
+      for (const i of [0, 5, 17, 40]) {
+        const up = Float32Array.from(h), down = Float32Array.from(h);
+        up[i]! += step;
+        down[i]! -= step;
+        const fd = (plain(up) - plain(down)) / (2 * step);
+        const g = results[2]!.gradH[i]!;
+        assert.ok(Math.abs(fd - g) <= tolerance.atol + tolerance.rtol * Math.abs(fd), `∂/∂h[${i}]: ${g} vs FD ${fd}`);
+      }
+    } finally {
+      await run.dispose();
+    }
+  });
+
+  it('the head gradients through the recomputed chunks do not depend on the chunk size', async () => {
+    const trained = async (scoreChunk: number): Promise<Map<string, Float32Array>> => {
+      const name = `chunk-${scoreChunk}`;
+      const run = await MmesidRun.create(readFinetuneConfig(writeConfig(name, { lora: { rank: 2, alpha: 4, dropout: 0 }, train: { ...(base().train as object), steps: 3, scoreChunk } })));
+      try {
+        await run.train();
+        await run.save();
+      } finally {
+        await run.dispose();
+      }
+      return new Map((await loadTensors(path.join(dir, name, 'head.safetensors'))).tensors.map((t) => [t.name, t.data]));
+    };
+    const small = await trained(7), whole = await trained(100000);
+    let worst = 0, moved = 0;
+    const untrained = await MmesidRun.create(readFinetuneConfig(configFile));
+    await untrained.save();
+    await untrained.dispose();
+    const initial = new Map((await loadTensors(path.join(dir, 'main', 'head.safetensors'))).tensors.map((t) => [t.name, t.data]));
+    for (const [name, a] of small) {
+      const b = whole.get(name)!;
+      a.forEach((x, i) => {
+        worst = Math.max(worst, Math.abs(x - b[i]!));
+        moved = Math.max(moved, Math.abs(x - initial.get(name)![i]!));
+      });
+    }
+    assert.ok(moved > 1e-3, 'training moved the head');
+    assert.ok(worst < 1e-5, `chunk 7 vs one chunk: ${worst}`);
+  });
+
+  it('fine-tuning lowers the loss; validating in segments (checkpoint + resume) equals one straight run byte for byte', async () => {
+    const straight = await MmesidRun.create(readFinetuneConfig(writeConfig('straight', { train: { ...(base().train as object), steps: 12 } })));
+    let losses: number[];
+    try {
+      const training = await straight.train();
+      losses = training.losses;
+      await straight.save(training);
+    } finally {
+      await straight.dispose();
+    }
+    assert.equal(losses.length, 12);
+    const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+    assert.ok(mean(losses.slice(-3)) < mean(losses.slice(0, 3)), `losses ${losses.map((l) => l.toFixed(3)).join(' ')}`);
+    const segmented = await MmesidRun.create(readFinetuneConfig(writeConfig('segmented', { train: { ...(base().train as object), steps: 12, validateEvery: 5 } })));
+    try {
+      const validations: number[] = [];
+      const training = await segmented.train({ validate: async (_run, s) => (validations.push(s), { step: s, users: 0, hr10: 0, ndcg10: 0 }) });
+      assert.deepEqual(validations, [5, 10, 12]);
+      assert.deepEqual(training.losses, losses);
+      await segmented.save(training);
+    } finally {
+      await segmented.dispose();
+    }
+    for (const file of ['head.safetensors', 'adapter/adapter_model.safetensors']) {
+      assert.deepEqual(fs.readFileSync(path.join(dir, 'segmented', file)), fs.readFileSync(path.join(dir, 'straight', file)), file);
+    }
+  });
+
+  it('mmesid finetune → evaluate --run (same test metrics; spectra; code τ) → recommend; the Recommender agrees with the scores', async () => {
+    const finetune = mmesid('finetune', '--config', configFile, '--json');
+    assert.equal(finetune.status, 0, finetune.stderr);
+    const report = oneJson(finetune.stdout) as { run: string; steps: number; test: Record<string, number> };
+    assert.equal(report.steps, 6);
+    const evaluated = mmesid('evaluate', '--run', report.run, '--json');
+    assert.equal(evaluated.status, 0, evaluated.stderr);
+    const e = oneJson(evaluated.stdout) as { metrics: Record<string, number>; diagnostics: { collabCodeKendallTau: number; spectrumCsv: string; spectrumSvg: string } };
+    assert.deepEqual(e.metrics, report.test);
+    assert.ok(e.diagnostics.collabCodeKendallTau > -1 && e.diagnostics.collabCodeKendallTau < 1);
+    const csv = fs.readFileSync(e.diagnostics.spectrumCsv, 'utf8').trim().split('\n');
+    assert.equal(csv[0], 'index,item input embeddings,target-item table');
+    assert.equal(csv.length, 1 + H);
+    assert.equal(Number(csv[1]!.split(',')[1]), 0, 'the largest singular value normalises to log10 1 = 0');
+    assert.match(fs.readFileSync(e.diagnostics.spectrumSvg, 'utf8'), /^<svg/);
+
+    const rec = await Recommender.load(report.run);
+    const run = await MmesidRun.load(report.run);
+    try {
+      const histories = [[3, 5, 7], [10], [2, 2, 9, 11]];
+      const top = await rec.recommend(histories, { k: 5 });
+      const n = run.manifest.numItems + 1;
+      const scores = new Float32Array(histories.length * n);
+      await run.scoreInto(historyBatch(histories), scores);
+      histories.forEach((h, b) => {
+        const ranked = Array.from({ length: n - 1 }, (_, j) => j + 1)
+          .filter((item) => !h.includes(item))
+          .sort((x, y) => scores[b * n + y]! - scores[b * n + x]! || x - y)
+          .slice(0, 5);
+        assert.deepEqual(Array.from(top[b]!.items), ranked);
+        top[b]!.scores.forEach((s, j) => assert.ok(Math.abs(s - scores[b * n + ranked[j]!]!) < 1e-5));
+      });
+      // A user's scores do not depend on the rest of the batch (padding goes to the very left).
+      const alone = new Float32Array(n);
+      await run.scoreInto(historyBatch([histories[1]!]), alone);
+      alone.forEach((v, j) => assert.ok(Math.abs(v - scores[n + j]!) < 1e-5, `item ${j}: ${v} alone vs ${scores[n + j]} in the batch`));
+      const cli = mmesid('recommend', '--run', report.run, '--history', '3 5 7', '-k', '5', '--json');
+      assert.equal(cli.status, 0, cli.stderr);
+      assert.deepEqual((oneJson(cli.stdout) as { items: number[] }).items, Array.from(top[0]!.items));
+      await assert.rejects(rec.recommend([[0]]), /histories\[0\]\[0\]/);
+    } finally {
+      await rec.dispose();
+      await run.dispose();
+    }
+  });
+
+  it('every variant trains and evaluates in the same harness; fusion off; a single modality', async () => {
+    for (const [name, over] of [
+      ['e4srec', { variant: 'e4srec', embeddings: { collab: 'data/visual_emb.npy' } }],
+      ['random', { variant: 'mme-random' }],
+      ['concat', { variant: 'concat' }],
+      ['concat-mlp', { variant: 'concat-mlp', fusion: false }],
+      ['text-only', { embeddings: { text: 'data/text_emb.npy' } }],
+    ] as const) {
+      const run = await MmesidRun.create(readFinetuneConfig(writeConfig(name, { ...over, train: { ...(base().train as object), steps: 2 } })));
+      try {
+        const training = await run.train();
+        assert.equal(training.losses.length, 2, name);
+        assert.ok(training.losses.every((l) => Number.isFinite(l)), name);
+        const r = await evaluateRun(run, { split: 'valid' });
+        assert.ok(r.metrics['HR@10']! >= 0 && r.metrics['HR@10']! <= 1, name);
+        const n = run.manifest.numItems + 1;
+        const spectrum = collapseSpectrum(await run.tensor('targetItems'), n, H);
+        assert.equal(spectrum.length, H);
+      } finally {
+        await run.dispose();
+      }
+    }
+  });
+
+  it('bad configs and inputs are refused naming the field or file', async () => {
+    assert.throws(() => readFinetuneConfig(writeConfig('bad1', { variant: 'gpt' })), (e: unknown) => e instanceof DataFormatError && /"variant"/.test(e.message));
+    assert.throws(() => readFinetuneConfig(writeConfig('bad2', { lora: { targetModules: ['lm_head'] } })), (e: unknown) => e instanceof DataFormatError && /lora\.targetModules/.test(e.message));
+    assert.throws(() => readFinetuneConfig(writeConfig('bad3', { modalities: ['visual'] })), (e: unknown) => e instanceof DataFormatError && /modalities/.test(e.message));
+    assert.throws(() => readFinetuneConfig(writeConfig('bad4', { prompt: { prefixIds: [1] } })), (e: unknown) => e instanceof DataFormatError && /prompt/.test(e.message));
+    assert.throws(() => readFinetuneConfig(writeConfig('bad5', { variant: 'e4srec', embeddings: { text: 'data/text_emb.npy' } })), (e: unknown) => e instanceof DataFormatError && /collab/.test(e.message));
+    // A tokenizer whose code dim is not the LLM's hidden size.
+    const wide = mmesid('tokenizer', 'train', '--collab', path.join(dir, 'data', 'visual_emb.npy'), '--out', path.join(dir, 'tok32'), '--code-dim', '32', '--levels', '2', '--codes', '8', '--epochs', '1', '--json');
+    assert.equal(wide.status, 0, wide.stderr);
+    await assert.rejects(MmesidRun.create(readFinetuneConfig(writeConfig('bad6', { tokenizer: 'tok32', embeddings: { collab: 'data/visual_emb.npy' } }))), (e: unknown) => e instanceof DataFormatError && /hidden size is 16/.test(e.message));
+    await assert.rejects(MmesidRun.load(path.join(dir, 'nowhere')), (e: unknown) => e instanceof DataFormatError && /run\.json/.test(e.message));
+  });
+});
