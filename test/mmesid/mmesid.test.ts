@@ -242,7 +242,7 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
     const segmented = await MmesidRun.create(readFinetuneConfig(writeConfig('segmented', { train: { ...(base().train as object), steps: 12, validateEvery: 5 } })));
     try {
       const validations: number[] = [];
-      const training = await segmented.train({ validate: async (_run, s) => (validations.push(s), { step: s, users: 0, hr10: 0, ndcg10: 0 }) });
+      const training = await segmented.train({ validate: (_run, s) => (validations.push(s), Promise.resolve({ step: s, users: 0, hr10: 0, ndcg10: 0 })) });
       assert.deepEqual(validations, [5, 10, 12]);
       assert.deepEqual(training.losses, losses);
       await segmented.save(training);
