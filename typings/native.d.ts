@@ -730,6 +730,8 @@ export interface NativeMmesidHead {
 export interface TorchAddon {
   /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
   llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /** Writes a random-weight checkpoint of `config` (N(0, 0.02²), unit norm gains) to `file` (safetensors, HF names). */
+  llmWriteRandom(options: { config: NativeLlamaConfig; seed: number; file: string }): Promise<undefined>;
   /** An MME-SID head on a loaded Llama. @throws ERR_MMESID_INVALID_ARGUMENT for inconsistent tables/codebooks. */
   mmesidHead(llm: NativeLlm, options: NativeMmesidHeadOptions): Promise<NativeMmesidHead>;
   /**

@@ -2,7 +2,8 @@
 /**
  * The `mmesid` command line. Progress goes to stderr; results to stdout (`--json` for machines).
  *   mmesid info            what was built (BLAS, CUDA, libtorch)
- *   mmesid demo            tokenize random items into semantic IDs with the RQ kernels
+ *   mmesid demo            the whole pipeline on synthetic data (data → SASRec → tokenizer → LoRA Llama → evaluation)
+ *   mmesid demo-tokenize   tokenize random items into semantic IDs with the RQ kernels
  *   mmesid evaluate        full-ranking evaluation of a model on a sequence file (leave-one-out)
  *   mmesid data stats FILE users, items and interactions of a sequence file
  *   mmesid embed-text      item text embeddings from items.jsonl (TF-IDF → randomized SVD), no pretrained model
@@ -18,6 +19,7 @@ import { finiteNumber, intList, nonNegativeInt, oneOf, positiveInt, withInterrup
 
 import { buildInfo } from '../info';
 import { runTokenizeDemo } from './demo';
+import { formatPipelineTable, runPipelineDemo } from './pipelineDemo';
 import { formatEmbedTextReport, runEmbedText } from './embedText';
 import { runDataSynthetic } from './synthetic';
 import { registerFinetuneCommands, runEvaluateRun } from './finetune';
@@ -50,6 +52,26 @@ program
 
 program
   .command('demo')
+  .description('the whole pipeline on synthetic data, on CPU: data → SASRec → tokenizer → LoRA fine-tuning of a small Llama (MME-SID and E4SRec) → evaluation')
+  .option('--out <dir>', 'where everything goes', 'mmesid-demo')
+  .option('--users <n>', 'synthetic users', positiveInt, 1000)
+  .option('--items <n>', 'synthetic items', positiveInt, 500)
+  .option('--model <dir>', 'a Hugging Face Llama directory (default: a small random Llama written to OUT/llm)')
+  .option('--epochs <n>', 'fine-tuning epochs', positiveInt, 2)
+  .option('--seed <s>', 'random seed', positiveInt, 42)
+  .option('--threads <T>', 'native threads (0 = all cores)', nonNegativeInt, 0)
+  .option('--json', 'one JSON document on stdout')
+  .action(async (opts: { out: string; users: number; items: number; model?: string; epochs: number; seed: number; threads: number; json?: boolean }) => {
+    await withInterrupt(async (signal) => {
+      const { json, ...rest } = opts;
+      const report = await runPipelineDemo({ ...rest, progress: process.stderr.isTTY || !json, signal });
+      if (json) console.log(JSON.stringify(report));
+      else console.log(`\n${formatPipelineTable(report)}\n\ntest split, full ranking (${report.seconds.toFixed(0)} s in all)\nrun directory: ${report.run}`);
+    });
+  });
+
+program
+  .command('demo-tokenize')
   .description('tokenize random clustered items into 4-level semantic IDs (k-means-initialised residual codebooks)')
   .option('--items <n>', 'items to tokenize', positiveInt, 200_000)
   .option('--dim <d>', 'embedding dimension', positiveInt, 64)

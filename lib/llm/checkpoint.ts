@@ -11,7 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { NativeLlamaConfig } from '../../typings/native';
+import { writeJsonAtomic } from '../data/atomicFile';
 import { DataFormatError, InvalidArgumentError, describe } from '../errors';
+import { torch } from '../native';
 
 /** `rope_scaling` of config.json; `type: 'none'` when absent. */
 export interface RopeScalingConfig {
@@ -179,4 +181,59 @@ export function checkpointFiles(dir: string): string[] {
   }
   if (fs.existsSync(single)) return [single];
   throw new DataFormatError(single, 0, 'the checkpoint has neither model.safetensors nor model.safetensors.index.json (only safetensors checkpoints are supported)');
+}
+
+/** The architecture of {@link writeRandomLlama}: config.json's main fields. */
+export interface RandomLlamaOptions {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** Default numAttentionHeads. */
+  numKeyValueHeads?: number;
+  vocabSize: number;
+  /** Default 2048. */
+  maxPositionEmbeddings?: number;
+  /** Default 1e-5. */
+  rmsNormEps?: number;
+  /** Default 10000. */
+  ropeTheta?: number;
+  /** Default true. */
+  tieWordEmbeddings?: boolean;
+  /** Seeds the weights. Default 0. */
+  seed?: number;
+}
+
+/**
+ * Writes a random-weight Hugging Face Llama checkpoint (config.json + model.safetensors; weights N(0, 0.02²),
+ * norm gains 1) to `dir`: a small LLM for demos and tests when no trained checkpoint is at hand.
+ * @returns the config as read back by {@link readLlamaConfig}.
+ * @throws InvalidArgumentError / DataFormatError for an inconsistent architecture.
+ */
+export async function writeRandomLlama(dir: string, o: RandomLlamaOptions): Promise<LlamaConfig> {
+  if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('dir', 'a directory path', describe(dir));
+  fs.mkdirSync(dir, { recursive: true });
+  const config = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: o.hiddenSize,
+    intermediate_size: o.intermediateSize,
+    num_hidden_layers: o.numHiddenLayers,
+    num_attention_heads: o.numAttentionHeads,
+    num_key_value_heads: o.numKeyValueHeads ?? o.numAttentionHeads,
+    vocab_size: o.vocabSize,
+    max_position_embeddings: o.maxPositionEmbeddings ?? 2048,
+    rms_norm_eps: o.rmsNormEps ?? 1e-5,
+    rope_theta: o.ropeTheta ?? 10000,
+    hidden_act: 'silu',
+    tie_word_embeddings: o.tieWordEmbeddings ?? true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    torch_dtype: 'float32',
+  };
+  const file = path.join(dir, 'config.json');
+  await writeJsonAtomic(file, config);
+  const parsed = readLlamaConfig(dir);
+  await torch().llmWriteRandom({ config: parsed, seed: o.seed ?? 0, file: path.join(dir, 'model.safetensors') });
+  return parsed;
 }

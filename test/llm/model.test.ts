@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { DataFormatError, InvalidArgumentError } from '../../lib/errors';
+import { writeRandomLlama } from '../../lib/llm/checkpoint';
 import { LlamaModel } from '../../lib/llm/model';
 import { PromptTokenizer } from '../../lib/llm/prompt';
 import { loadTensors } from '../../lib/data/embeddings';
@@ -195,6 +196,25 @@ function randomIds(batch: number, length: number, vocab: number, seed: number): 
     const neither = mmesid('llm', 'generate', '--model', ckpt.dir, '--json');
     assert.notEqual(neither.status, 0);
     assert.match(neither.stderr, /exactly one of them/);
+  });
+
+  it('writeRandomLlama writes a checkpoint that loads, matches the reference and has N(0, 0.02²) weights', async () => {
+    const target = path.join(dir, 'random');
+    const config = await writeRandomLlama(target, { hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 64, seed: 3 });
+    assert.equal(config.numKeyValueHeads, 2);
+    const reference = await loadReferenceLlama(target);
+    const q = reference.tensors.get('model.layers.0.self_attn.q_proj.weight')!.data;
+    const std = Math.sqrt(q.reduce((a, x) => a + x * x, 0) / q.length);
+    assert.ok(Math.abs(std - 0.02) < 0.002, `std ${std}`);
+    assert.ok(reference.tensors.get('model.norm.weight')!.data.every((x) => x === 1));
+    const model = await LlamaModel.load(target, { threads: 1 });
+    try {
+      const ids = randomIds(2, 5, 64, 4);
+      const out = await model.forward({ batch: 2, length: 5, inputIds: Int32Array.from(ids.flat()), logits: true });
+      assert.ok(worstRatio(out.logits!, referenceForward(reference, { inputIds: ids }).logits!, 64, tol.hidden) <= 1);
+    } finally {
+      await model.dispose();
+    }
   });
 
   describe('tiny checkpoints: every layout and architecture switch', () => {

@@ -324,6 +324,18 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
     }
   });
 
+  it('`mmesid demo` runs the whole pipeline on a small synthetic set and prints the table and the run directory', () => {
+    const out = path.join(dir, 'demo');
+    const run = mmesid('demo', '--out', out, '--users', '80', '--items', '40', '--epochs', '1', '--threads', '1', '--json');
+    assert.equal(run.status, 0, run.stderr);
+    const report = oneJson(run.stdout) as { run: string; table: Record<string, Record<string, number>>; stages: Record<string, number> };
+    assert.deepEqual(Object.keys(report.table), ['popularity', 'sasrec', 'mme-sid', 'e4srec']);
+    for (const m of Object.values(report.table)) assert.ok(m['HR@10']! >= 0 && m['HR@10']! <= 1);
+    assert.ok(fs.existsSync(path.join(report.run, 'run.json')));
+    assert.ok(fs.existsSync(path.join(out, 'llm', 'model.safetensors')));
+    assert.ok(['data', 'sasrec', 'tokenizer', 'train mme-sid'].every((stage) => typeof report.stages[stage] === 'number'));
+  });
+
   it('bad configs and inputs are refused naming the field or file', async () => {
     assert.throws(() => readFinetuneConfig(writeConfig('bad1', { variant: 'gpt' })), (e: unknown) => e instanceof DataFormatError && /"variant"/.test(e.message));
     assert.throws(() => readFinetuneConfig(writeConfig('bad2', { lora: { targetModules: ['lm_head'] } })), (e: unknown) => e instanceof DataFormatError && /lora\.targetModules/.test(e.message));

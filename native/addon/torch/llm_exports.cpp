@@ -476,6 +476,25 @@ Napi::Value LlmBench(const Napi::CallbackInfo& info) {
       });
 }
 
+// llmWriteRandom({ config, seed, file }) → Promise<void>: a random-weight checkpoint (random_llama_weights:
+// N(0, 0.02²) matrices, unit norm gains) as one safetensors file under HF names, written atomically.
+Napi::Value LlmWriteRandom(const Napi::CallbackInfo& info) {
+  OptionsReader r(info);
+  const models::LlamaConfig config = read_config(r.object("config"));
+  const uint64_t seed = static_cast<uint64_t>(r.integer("seed"));
+  const std::string file = r.string("file");
+  return Task::start(
+      info.Env(),
+      [config, seed, file] {
+        const auto weights = models::random_llama_weights(config, seed);
+        std::vector<std::pair<std::string, at::Tensor>> ordered;
+        for (const auto& spec : models::llama_tensor_table(config))
+          ordered.emplace_back(spec.name, weights.at(spec.name));
+        io::save_safetensors(file, ordered, {{"format", "pt"}});
+      },
+      nullptr);
+}
+
 // _lrMultipliers({ schedule, warmupSteps, totalSteps }) → Float64Array [totalSteps] (test-only)
 Napi::Value LrMultipliers(const Napi::CallbackInfo& info) {
   OptionsReader r(info);
@@ -515,6 +534,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
 void register_llm_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("_lrMultipliers", Napi::Function::New(env, LrMultipliers, "_lrMultipliers"));
   exports.Set("_llmBench", Napi::Function::New(env, LlmBench, "_llmBench"));
+  exports.Set("llmWriteRandom", Napi::Function::New(env, LlmWriteRandom, "llmWriteRandom"));
   exports.Set("_clipGradNorm", Napi::Function::New(env, ClipGradNorm, "_clipGradNorm"));
   exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
   exports.Set("_safetensorsParse", Napi::Function::New(env, SafetensorsParse, "_safetensorsParse"));
