@@ -18,7 +18,7 @@ export type Job = (() => Promise<unknown>) & { peakBytes?: () => Promise<number>
 
 export interface Trial {
   name: string;
-  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize' | 'llmTrain';
+  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize' | 'llmTrain' | 'mmesidTrain' | 'mmesidEvaluate';
   /** Floating-point operations of one call of `ours` (the maths, not what an implementation happens to do). */
   flop: number;
   /** Items per call, for throughput columns (items/s) where it means something (SASRec: training rows, users). */
@@ -633,3 +633,132 @@ if (require.main === module && process.argv[2] === 'tokenize-event-loop') {
     }
   })();
 }
+
+// ---------------------------------------------------------------------------------------------------
+// MME-SID (issue 6): fine-tuning samples/s and evaluation users/s at Beauty's shape (12,086 items, collab +
+// text 64-d tables, 4 × 256 SIDs) with a stories260K-shaped LLM (random weights), fused LoRA vs the same
+// model with eager unfused LoRA; peak tensor memory per call.
+
+const MMESID_ITEMS = 12086, MMESID_SAMPLES = 2048, MMESID_STEPS = 8, MMESID_MICRO = 16;
+
+/** Beauty-like histories: lengths 1 … 50, geometric around Beauty's mean of ≈ 7, items uniform. */
+function mmesidHistories(count: number, seed: number): { offsets: Float64Array; items: Int32Array; targets: Int32Array } {
+  let s = seed >>> 0 || 1;
+  const next = (): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+  const lengths = Array.from({ length: count }, () => Math.min(50, 1 + Math.floor(Math.log(1 - next()) / Math.log(1 - 1 / 7))));
+  const offsets = new Float64Array(count + 1);
+  lengths.forEach((l, i) => (offsets[i + 1] = offsets[i]! + l));
+  const items = Int32Array.from({ length: offsets[count]! }, () => 1 + Math.floor(next() * MMESID_ITEMS));
+  const targets = Int32Array.from({ length: count }, () => 1 + Math.floor(next() * MMESID_ITEMS));
+  return { offsets, items, targets };
+}
+
+async function mmesidBenchHead(fusedLora: boolean) {
+  const { writeRandomLlama } = await import('../lib/llm/checkpoint');
+  const { LlamaModel } = await import('../lib/llm/model');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-bench-mmesid-'));
+  const s = LLM_BENCH_SHAPES.tiny;
+  await writeRandomLlama(dir, { hiddenSize: s.hidden, intermediateSize: s.intermediate, numHiddenLayers: s.layers, numAttentionHeads: s.heads, numKeyValueHeads: s.kvHeads, vocabSize: s.vocab, seed: 1 });
+  const llm = await LlamaModel.load(dir, { threads: 0 });
+  llm.applyLora({ rank: 8, alpha: 16, dropout: 0.05, targetModules: ['gate_proj', 'up_proj', 'down_proj'] });
+  const n = MMESID_ITEMS + 1, h = s.hidden, levels = 4, codes = 256;
+  const modality = (name: string, seed: number) => ({
+    name,
+    table: randomFloats(n * 64, seed),
+    dim: 64,
+    sids: Int32Array.from({ length: n * levels }, (_, i) => (i < levels ? -1 : (i * 2654435761) % codes)),
+    levels,
+    codes,
+    codebooks: randomFloats(levels * codes * h, seed + 1, 0.1),
+  });
+  const head = await torch().mmesidHead(llm._native(), {
+    variant: 'mme-sid',
+    fusion: true,
+    temperature: 1e-3,
+    hidden: h,
+    scoreChunk: 8192,
+    seed: 1,
+    numItems: n,
+    frequency: Float64Array.from({ length: n }, (_, i) => (i === 0 ? 0 : 1 + (i % 97))),
+    modalities: [modality('collab', 11), modality('text', 13)],
+  });
+  const data = mmesidHistories(MMESID_SAMPLES, 5);
+  const prefix = Int32Array.from([1]), suffix = Int32Array.from([13]);
+  let calls = 0;
+  const train: Job = async () => {
+    calls += 1;
+    const handle = head.train(
+      {
+        totalSteps: MMESID_STEPS,
+        accumulationSteps: 1,
+        lr: 1e-3,
+        weightDecay: 0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        schedule: 'constant',
+        warmupSteps: 0,
+        maxGradNorm: 1,
+        fp16LossScaling: false,
+        seed: calls,
+        checkpointPath: '',
+        checkpointEvery: 0,
+        resume: false,
+        ...data,
+        prefix,
+        suffix,
+        microBatch: MMESID_MICRO,
+        gradientCheckpointing: false,
+        fingerprint: 'bench',
+        stopAt: 0,
+        fusedLora,
+      },
+      () => undefined,
+    );
+    await handle.promise;
+  };
+  const users = 256;
+  const evalBatch = { offsets: data.offsets.subarray(0, users + 1), items: data.items.subarray(0, data.offsets[users]), prefix, suffix };
+  const scores = new Float32Array(users * n);
+  const evaluate: Job = async () => head.score({ ...evalBatch, scores, fusedLora });
+  const peak = (job: Job) => async () => {
+    const before = torch()._peakReset();
+    await job();
+    return torch()._peakBytes() - before;
+  };
+  train.peakBytes = peak(train);
+  evaluate.peakBytes = peak(evaluate);
+  return { train, evaluate };
+}
+
+function mmesidTrial(kind: 'train' | 'evaluate'): Trial {
+  const job = (fused: boolean): Job => {
+    let ready: ReturnType<typeof mmesidBenchHead> | undefined;
+    const run: Job = async () => (await (ready ??= mmesidBenchHead(fused)))[kind]();
+    run.peakBytes = async () => (await (ready ??= mmesidBenchHead(fused)))[kind].peakBytes!();
+    return run;
+  };
+  const s = LLM_BENCH_SHAPES.tiny;
+  const samples = kind === 'train' ? MMESID_STEPS * MMESID_MICRO : 256;
+  const meanTokens = 2 + 7;
+  const transformer = llmTrainFlop({ ...s, batch: samples, length: meanTokens });
+  return {
+    name: kind === 'train'
+      ? `mmesidTrain Beauty shape (12,086 items, collab+text, 4×256 SIDs), stories260K-shaped LLM, LoRA r8, ${MMESID_STEPS} steps × ${MMESID_MICRO} samples`
+      : `mmesidEvaluate Beauty shape: score all 12,087 items for 256 users`,
+    kernel: kind === 'train' ? 'mmesidTrain' : 'mmesidEvaluate',
+    flop: kind === 'train' ? transformer + samples * 3 * 2 * (MMESID_ITEMS + 1) * s.hidden : transformer / 3 + samples * 2 * (MMESID_ITEMS + 1) * s.hidden,
+    items: samples,
+    ours: () => job(true),
+    baselines: hasTorch() ? [{ name: 'libtorch eager, unfused LoRA (same model)', job: () => job(false) }] : [],
+    minSamples: 6,
+    maxTime: 20,
+  };
+}
+
+if (hasTorch()) trials.push(mmesidTrial('train'), mmesidTrial('evaluate'));

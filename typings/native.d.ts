@@ -709,11 +709,11 @@ export interface NativeMmesidHistories {
 export interface NativeMmesidHead {
   /** Fine-tunes the adapters + head; `stopAt` > 0 returns after that step (checkpointed). */
   train(
-    options: NativeLoopOptions & { offsets: Float64Array; items: Int32Array; targets: Int32Array; prefix: Int32Array; suffix: Int32Array; microBatch: number; gradientCheckpointing: boolean; fingerprint: string; stopAt: number },
+    options: NativeLoopOptions & { offsets: Float64Array; items: Int32Array; targets: Int32Array; prefix: Int32Array; suffix: Int32Array; microBatch: number; gradientCheckpointing: boolean; fingerprint: string; stopAt: number; fusedLora?: boolean },
     onProgress: (step: TrainStep) => void,
   ): { promise: Promise<TrainResult>; cancel(): void };
   /** Every item's score for each history: scores float32 [B, numItems] (column 0 = padding). */
-  score(options: NativeMmesidHistories & { scores: Float32Array }): Promise<undefined>;
+  score(options: NativeMmesidHistories & { scores: Float32Array; fusedLora?: boolean }): Promise<undefined>;
   /** Top-k per history (padding, and the history when excludeHistory, never returned). */
   topK(options: NativeMmesidHistories & { k: number; excludeHistory: boolean; ids: Int32Array; values: Float32Array }): Promise<undefined>;
   save(file: string): Promise<undefined>;
@@ -730,6 +730,10 @@ export interface NativeMmesidHead {
 export interface TorchAddon {
   /** @throws (rejects) ERR_MMESID_DATA_FORMAT (with file) for a malformed file or tensors not matching the config. */
   llmLoad(options: NativeLlmLoadOptions): Promise<NativeLlm>;
+  /** Bench-only: starts a peak measurement of ATen CPU tensor memory; returns the bytes live now. */
+  _peakReset(): number;
+  /** Bench-only: the peak since _peakReset, bytes. */
+  _peakBytes(): number;
   /** Writes a random-weight checkpoint of `config` (N(0, 0.02²), unit norm gains) to `file` (safetensors, HF names). */
   llmWriteRandom(options: { config: NativeLlamaConfig; seed: number; file: string }): Promise<undefined>;
   /** An MME-SID head on a loaded Llama. @throws ERR_MMESID_INVALID_ARGUMENT for inconsistent tables/codebooks. */

@@ -20,6 +20,7 @@
 #include "addon/torch/llm_common.h"
 #include "addon/torch/training_job.h"
 #include "common/errors.h"
+#include "torch/bench/memory.h"
 #include "torch/io/safetensors.h"
 #include "torch/models/mmesid.h"
 #include "torch/train/mmesid_trainer.h"
@@ -69,7 +70,7 @@ Histories read_histories(OptionsReader& r) {
 }
 
 /// h [B, H] of the histories (no grad).
-at::Tensor last_hidden(HeadState& s, const Histories& h) {
+at::Tensor last_hidden(HeadState& s, const Histories& h, bool fused_lora = true) {
   models::Llama& llm = require_model(*s.llm);
   const models::MmesidHead& head = require_head(s);
   models::MmesidPromptBatch batch;
@@ -78,7 +79,9 @@ at::Tensor last_hidden(HeadState& s, const Histories& h) {
   for (int64_t b = 0; b < h.count(); ++b) batch.rows.push_back(b);
   batch.prefix = &h.prefix;
   batch.suffix = &h.suffix;
-  return models::mmesid_last_hidden(llm, head, batch, models::LlamaRunOptions{});
+  models::LlamaRunOptions run;
+  run.fused_lora = fused_lora;
+  return models::mmesid_last_hidden(llm, head, batch, run);
 }
 
 Napi::Float32Array float_array(Napi::Env env, const at::Tensor& t) {
@@ -180,6 +183,7 @@ Napi::Value Train(const Napi::CallbackInfo& info, const std::shared_ptr<HeadStat
   t.loop.stop_at = r.integer("stopAt");
   t.loop.kind = {"mmesid.mmesid.checkpoint", 1, "MME-SID fine-tuning"};
   t.run.gradient_checkpointing = r.boolean("gradientCheckpointing");
+  t.run.fused_lora = r.boolean_or("fusedLora", true);
   return MmesidJob::start(
       env, info[1].As<Napi::Function>(), job, g_mmesid_busy, "MME-SID fine-tuning",
       [](MmesidJob& j) {
@@ -352,6 +356,14 @@ Napi::Object make_head_handle(Napi::Env env, const std::shared_ptr<HeadState>& s
 
 void register_mmesid_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("mmesidHead", Napi::Function::New(env, MmesidHeadCreate, "mmesidHead"));
+  // Bench-only: the peak ATen tensor memory counter (torch/bench/memory.h), process-wide.
+  exports.Set("_peakReset", Napi::Function::New(env, [](const Napi::CallbackInfo& ci) -> Napi::Value {
+                torch_bench::start_peak_measurement();
+                return Napi::Number::New(ci.Env(), static_cast<double>(torch_bench::live_tensor_bytes()));
+              }));
+  exports.Set("_peakBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& ci) -> Napi::Value {
+                return Napi::Number::New(ci.Env(), static_cast<double>(torch_bench::peak_tensor_bytes()));
+              }));
 }
 
 }  // namespace mmesid::addon
