@@ -1,7 +1,7 @@
-// Peak tensor memory on the CPU, for the benchmarks: a c10::Allocator that wraps the default CPU
-// allocator and counts the bytes of live allocations. Installed on first use (process-wide, for the rest
-// of the process) at a priority above the default; OpenBLAS's and other libraries' own buffers are not
-// counted, only ATen tensor storage.
+// Peak tensor memory on the CPU, for the benchmarks: a c10::Allocator over c10's own alloc_cpu/free_cpu
+// (what the default CPU allocator uses) that counts the bytes of live allocations. Installed on first use
+// (process-wide, for the rest of the process) at a priority above the default; OpenBLAS's and other
+// libraries' own buffers are not counted, only ATen tensor storage.
 #pragma once
 
 #include <cstdint>
