@@ -146,3 +146,12 @@ export function fromNative(error: unknown, callerStack: string | undefined): Err
   if (callerStack) wrapped.stack = `${wrapped.name}: ${wrapped.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
   return wrapped;
 }
+
+/** Awaits a native call; a rejection is re-thrown through {@link fromNative} with `callerStack` (the public function's). */
+export async function callNative<T>(run: () => Promise<T>, callerStack: string | undefined): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw fromNative(error, callerStack);
+  }
+}

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 
 import type { NativeLlm, NativeLlmForwardOptions, NativeLlmInfo } from '../../typings/native';
 import { writeJsonAtomic } from '../data/atomicFile';
-import { DataFormatError, InvalidArgumentError, describe, fromNative } from '../errors';
+import { DataFormatError, InvalidArgumentError, callNative, describe, fromNative } from '../errors';
 import { torch } from '../native';
 import { isFloat32Array, isInt32Array, optionalBoolean, optionalInteger, optionalSignal, requireInteger, requireObject } from '../validate';
 import { runNativeTraining } from '../nativeTraining';
@@ -133,14 +133,6 @@ export interface PeftAdapterConfig {
 const ADAPTER_CONFIG = 'adapter_config.json';
 const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-async function call<T>(run: () => Promise<T>, callerStack: string | undefined): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw fromNative(error, callerStack);
-  }
-}
-
 function requireLora(options: LoraOptions | undefined): Required<LoraOptions> {
   const o = requireObject(options ?? {}, 'options');
   const rank = optionalInteger(o.rank, 'options.rank', PAPER_LORA.rank, 1, 1 << 20);
@@ -227,7 +219,7 @@ export class LlamaModel {
     const config = readLlamaConfig(dir);
     const files = checkpointFiles(dir);
     const stack = new Error().stack;
-    const handle = await call(() => torch().llmLoad({ files, config, dtype, device, threads }), stack);
+    const handle = await callNative(() => torch().llmLoad({ files, config, dtype, device, threads }), stack);
     return new LlamaModel(dir, config, handle);
   }
 
@@ -288,7 +280,7 @@ export class LlamaModel {
     const logits = wantLogits ? new Float32Array(cells * this.config.vocabSize) : undefined;
     const handle = this.native('forward');
     const stack = new Error().stack;
-    await call(
+    await callNative(
         () =>
           handle.forward({
             batch,
@@ -336,7 +328,7 @@ export class LlamaModel {
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) return new Int32Array(0);
     try {
-      return await call(() => handle.generate({ promptIds: prompt, maxNewTokens, greedy, temperature, topK, topP, seed, stopIds: Int32Array.from(stops) }), stack);
+      return await callNative(() => handle.generate({ promptIds: prompt, maxNewTokens, greedy, temperature, topK, topP, seed, stopIds: Int32Array.from(stops) }), stack);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
@@ -374,7 +366,7 @@ export class LlamaModel {
     if (!lora) throw new InvalidArgumentError('this', 'a model with LoRA adapters (applyLora or loadAdapter first)', 'a model without adapters');
     await fs.promises.mkdir(dir, { recursive: true });
     const stack = new Error().stack;
-    await call(() => handle.saveAdapter(path.join(dir, ADAPTER_WEIGHTS)), stack);
+    await callNative(() => handle.saveAdapter(path.join(dir, ADAPTER_WEIGHTS)), stack);
     const config: PeftAdapterConfig = {
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',
@@ -414,7 +406,7 @@ export class LlamaModel {
     const handle = this.native('loadAdapter');
     const stack = new Error().stack;
     try {
-      await call(() => handle.loadAdapter(weights), stack);
+      await callNative(() => handle.loadAdapter(weights), stack);
     } catch (error) {
       handle.dropLora();
       throw error;
@@ -498,7 +490,7 @@ export class LlamaModel {
   async _gradientProbe(inputIds: Int32Array, batch: number, length: number, training = false): Promise<{ loss: number; loraGradNorms: Float64Array; baseGradients: number }> {
     const handle = this.native('_gradientProbe');
     const stack = new Error().stack;
-    return call(() => handle._gradientProbe({ inputIds, batch, length, training }), stack);
+    return callNative(() => handle._gradientProbe({ inputIds, batch, length, training }), stack);
   }
 
   /** Frees the native weights once running calls finished; later calls throw. Idempotent. */

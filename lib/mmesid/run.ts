@@ -10,12 +10,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import type { NativeMmesidHead } from '../../typings/native';
+import type { NativeMmesidHead, NativeMmesidModality } from '../../typings/native';
 import { writeJsonAtomic, sha256OfFile } from '../data/atomicFile';
 import { loadEmbeddings, loadInt32Npy, loadTensors, validateItemTable } from '../data/embeddings';
 import { loadSequences, type Sequences } from '../data/sequences';
 import { trainFrequency, trainingHistory, trainingSamples } from '../data/splits';
-import { DataFormatError, InvalidArgumentError, fromNative } from '../errors';
+import { DataFormatError, InvalidArgumentError, callNative } from '../errors';
 import { buildInfo } from '../info';
 import { LlamaModel } from '../llm/model';
 import { PROMPT_TEMPLATES, PromptTokenizer, type PromptTemplateName } from '../llm/prompt';
@@ -163,12 +163,7 @@ export class MmesidRun {
     try {
       await llm.loadAdapter(path.join(dir, 'adapter'));
       const { head } = await MmesidRun.buildHead({ ...config, prompt: { ...config.prompt, ...raw.prompt } }, sequences, llm);
-      const stack = new Error().stack;
-      try {
-        await head.load(path.join(dir, 'head.safetensors'));
-      } catch (error) {
-        throw fromNative(error, stack);
-      }
+      await callNative(() => head.load(path.join(dir, 'head.safetensors')), new Error().stack);
       return new MmesidRun({ ...raw, config }, llm, head, sequences, dir);
     } catch (error) {
       await llm.dispose();
@@ -185,7 +180,7 @@ export class MmesidRun {
       throw new DataFormatError(path.join(config.tokenizer!, 'tokenizer.json'), 0, `the codebooks have dim ${tokenizer.codeDim} but the LLM's hidden size is ${hidden} (train the tokenizer with --code-dim ${hidden} or --llm ${config.model})`);
     }
     const fingerprints: Record<string, string> = { sequences: sequences.sha256 };
-    const modalities = [];
+    const modalities: NativeMmesidModality[] = [];
     for (const m of config.modalities) {
       const file = config.embeddings[m]!;
       const table = await loadEmbeddings(file);
@@ -201,10 +196,9 @@ export class MmesidRun {
     }
     if (tokenizer) fingerprints.tokenizer = tokenizer.sha256;
     const frequency = Float64Array.from(trainFrequency(sequences));
-    const stack = new Error().stack;
-    let head: NativeMmesidHead;
-    try {
-      head = await torch().mmesidHead(llm._native(), {
+    const head = await callNative(
+      () =>
+        torch().mmesidHead(llm._native(), {
         variant: config.variant,
         fusion: config.fusion,
         temperature: config.temperature,
@@ -214,10 +208,9 @@ export class MmesidRun {
         numItems: numItems + 1,
         frequency,
         modalities,
-      });
-    } catch (error) {
-      throw fromNative(error, stack);
-    }
+        }),
+      new Error().stack,
+    );
     const prompt = await promptIds(config);
     const vocab = llm.config.vocabSize;
     for (const id of [...prompt.prefixIds, ...prompt.suffixIds]) {
@@ -237,6 +230,11 @@ export class MmesidRun {
     return { head, manifest };
   }
 
+  /** The prompt's prefix and suffix ids as the native calls take them. */
+  private promptArrays(): { prefix: Int32Array; suffix: Int32Array } {
+    return { prefix: Int32Array.from(this.manifest.prompt.prefixIds), suffix: Int32Array.from(this.manifest.prompt.suffixIds) };
+  }
+
   private native(): NativeMmesidHead {
     if (!this.head) throw new InvalidArgumentError('this', 'a live run', 'a disposed run');
     return this.head;
@@ -244,12 +242,8 @@ export class MmesidRun {
 
   /** Scores every item (column 0 = padding) for each history: float32 [B, numItems + 1] into `scores`. */
   async scoreInto(batch: HistoryBatch, scores: Float32Array): Promise<void> {
-    const stack = new Error().stack;
-    try {
-      await this.native().score({ ...batch, prefix: Int32Array.from(this.manifest.prompt.prefixIds), suffix: Int32Array.from(this.manifest.prompt.suffixIds), scores });
-    } catch (error) {
-      throw fromNative(error, stack);
-    }
+    const head = this.native();
+    await callNative(() => head.score({ ...batch, ...this.promptArrays(), scores }), new Error().stack);
   }
 
   /** Top-k items per history (the history's items excluded when asked): ids and scores [B, k]. */
@@ -257,24 +251,22 @@ export class MmesidRun {
     const users = batch.offsets.length - 1;
     const kk = Math.min(k, this.manifest.numItems);
     const ids = new Int32Array(users * kk), values = new Float32Array(users * kk);
-    const stack = new Error().stack;
-    try {
-      await this.native().topK({ ...batch, prefix: Int32Array.from(this.manifest.prompt.prefixIds), suffix: Int32Array.from(this.manifest.prompt.suffixIds), k: kk, excludeHistory, ids, values });
-    } catch (error) {
-      throw fromNative(error, stack);
-    }
+    const head = this.native();
+    await callNative(() => head.topK({ ...batch, ...this.promptArrays(), k: kk, excludeHistory, ids, values }), new Error().stack);
     return { ids, scores: values };
   }
 
   /** A head tensor for reports: item inputs / target items / item vectors [N, H], fusion weights [N, 1 + M], or a modality's code tables [L, K, H]. */
   async tensor(what: 'itemInputs' | 'targetItems' | 'itemVectors' | 'fusionWeights' | 'codes', modality = 0): Promise<Float32Array> {
-    return this.native().tensor(what, modality);
+    const head = this.native();
+    return callNative(() => head.tensor(what, modality), new Error().stack);
   }
 
   /** Test-only: the head's chunked cross-entropy of h [B, H] and ∂loss/∂h. */
   async _loss(h: Float32Array, targets: Int32Array, chunk: number): Promise<{ loss: number; gradH: Float32Array }> {
     const gradH = new Float32Array(h.length);
-    const loss = await this.native()._loss({ h, targets, chunk, gradH });
+    const head = this.native();
+    const loss = await callNative(() => head._loss({ h, targets, chunk, gradH }), new Error().stack);
     return { loss, gradH };
   }
 
@@ -312,7 +304,7 @@ export class MmesidRun {
     });
     const { checkpointPath: _p, resume: _r, checkpointEvery: _e, ...identity } = loop;
     const fingerprint = runFingerprint({ trainer: 'mmesid', config: { ...c, out: undefined, train: { ...c.train, checkpointEvery: undefined, validateEvery: undefined, validateUsers: undefined } }, identity, prompt: this.manifest.prompt, fingerprints: this.manifest.fingerprints }, [batch.offsets, batch.items, samples.targets]);
-    const prefix = Int32Array.from(this.manifest.prompt.prefixIds), suffix = Int32Array.from(this.manifest.prompt.suffixIds);
+    const { prefix, suffix } = this.promptArrays();
     const started = process.hrtime.bigint();
     const losses: number[] = [];
     const validation: ValidationPoint[] = [];
@@ -343,12 +335,8 @@ export class MmesidRun {
   async save(training?: RunManifest['training']): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true });
     await this.llm.saveAdapter(path.join(this.dir, 'adapter'));
-    const stack = new Error().stack;
-    try {
-      await this.native().save(path.join(this.dir, 'head.safetensors'));
-    } catch (error) {
-      throw fromNative(error, stack);
-    }
+    const head = this.native();
+    await callNative(() => head.save(path.join(this.dir, 'head.safetensors')), new Error().stack);
     if (training) this.manifest.training = training;
     await writeJsonAtomic(path.join(this.dir, 'run.json'), this.manifest);
   }

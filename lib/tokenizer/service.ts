@@ -25,7 +25,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { CancelledError, DataFormatError, InvalidArgumentError, describe, fromNative } from '../errors';
+import { CancelledError, DataFormatError, InvalidArgumentError, callNative, describe, fromNative } from '../errors';
 import { core } from '../native';
 import { sha256OfFile } from '../data/atomicFile';
 import { loadTensors, type NamedTensor } from '../data/embeddings';
@@ -175,14 +175,6 @@ function missingFile(dir: string, file: string, error: unknown): never {
     throw new InvalidArgumentError('dir', `a tokenizer folder holding ${path.basename(file)} (written by \`mmesid tokenizer train\`)`, dir, `${JSON.stringify(dir)}, where ${file} does not exist`);
   }
   throw error;
-}
-
-async function call<T>(run: () => Promise<T>, callerStack: string | undefined): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw fromNative(error, callerStack);
-  }
 }
 
 /**
@@ -337,7 +329,7 @@ export class Tokenizer {
         if (signal?.aborted) throw new CancelledError('Tokenizer.encode was cancelled');
         const handle = this.requireLive();
         const rows = Math.min(batchRows, n - start);
-        await call(
+        await callNative(
           () =>
             handle.encode({
               modality: info.name,
@@ -368,7 +360,7 @@ export class Tokenizer {
     if (!info) throw new InvalidArgumentError('modality', 'a modality of this tokenizer', modality);
     const n = x.length / info.inputDim;
     const codes = new Int32Array(n * info.levels);
-    await call(() => handle.encode({ modality, x, n, codes, threads: 1, _reference: true }), new Error().stack);
+    await callNative(() => handle.encode({ modality, x, n, codes, threads: 1, _reference: true }), new Error().stack);
     return codes;
   }
 
