@@ -18,7 +18,7 @@ export type Job = (() => Promise<unknown>) & { peakBytes?: () => Promise<number>
 
 export interface Trial {
   name: string;
-  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize' | 'llmTrain' | 'mmesidTrain' | 'mmesidEvaluate';
+  kernel: 'sgemm' | 'rqEncode' | 'mmdGaussian' | 'infoNce' | 'loraLinear' | 'sasrecTrain' | 'sasrecEvaluate' | 'tokenize' | 'llmTrain' | 'mmesidTrain' | 'mmesidEvaluate' | 'mmesidLoss';
   /** Floating-point operations of one call of `ours` (the maths, not what an implementation happens to do). */
   flop: number;
   /** Items per call, for throughput columns (items/s) where it means something (SASRec: training rows, users). */
@@ -658,7 +658,7 @@ function mmesidHistories(count: number, seed: number): { offsets: Float64Array; 
   return { offsets, items, targets };
 }
 
-async function mmesidBenchHead(fusedLora: boolean) {
+async function mmesidBenchHead(fusedLora: boolean, items = MMESID_ITEMS) {
   const { writeRandomLlama } = await import('../lib/llm/checkpoint');
   const { LlamaModel } = await import('../lib/llm/model');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmesid-bench-mmesid-'));
@@ -666,7 +666,7 @@ async function mmesidBenchHead(fusedLora: boolean) {
   await writeRandomLlama(dir, { hiddenSize: s.hidden, intermediateSize: s.intermediate, numHiddenLayers: s.layers, numAttentionHeads: s.heads, numKeyValueHeads: s.kvHeads, vocabSize: s.vocab, seed: 1 });
   const llm = await LlamaModel.load(dir, { threads: 0 });
   llm.applyLora({ rank: 8, alpha: 16, dropout: 0.05, targetModules: ['gate_proj', 'up_proj', 'down_proj'] });
-  const n = MMESID_ITEMS + 1, h = s.hidden, levels = 4, codes = 256;
+  const n = items + 1, h = s.hidden, levels = 4, codes = 256;
   const modality = (name: string, seed: number) => ({
     name,
     table: randomFloats(n * 64, seed),
@@ -717,6 +717,7 @@ async function mmesidBenchHead(fusedLora: boolean) {
         fingerprint: 'bench',
         stopAt: 0,
         fusedLora,
+        referenceHead: !fusedLora,
       },
       () => undefined,
     );
@@ -725,15 +726,22 @@ async function mmesidBenchHead(fusedLora: boolean) {
   const users = 256;
   const evalBatch = { offsets: data.offsets.subarray(0, users + 1), items: data.items.subarray(0, data.offsets[users]), prefix, suffix };
   const scores = new Float32Array(users * n);
-  const evaluate: Job = async () => head.score({ ...evalBatch, scores, fusedLora });
+  const evaluate: Job = async () => head.score({ ...evalBatch, scores, fusedLora, oneBatch: !fusedLora });
   const peak = (job: Job) => async () => {
     const before = torch()._peakReset();
     await job();
     return torch()._peakBytes() - before;
   };
+  // The cross-entropy over every item alone (fwd + bwd of B = 16 hidden states): chunked and fast, or the
+  // plain reference path in one chunk of all items (what an unchunked eager implementation holds).
+  const b = MMESID_MICRO;
+  const hidden = randomFloats(b * h, 17), gradH = new Float32Array(b * h);
+  const targets = Int32Array.from({ length: b }, (_, i) => 1 + ((i * 7919) % items));
+  const loss: Job = async () => head._loss({ h: hidden, targets, chunk: fusedLora ? 8192 : n, gradH, reference: !fusedLora });
   train.peakBytes = peak(train);
   evaluate.peakBytes = peak(evaluate);
-  return { train, evaluate };
+  loss.peakBytes = peak(loss);
+  return { train, evaluate, loss };
 }
 
 function mmesidTrial(kind: 'train' | 'evaluate'): Trial {
@@ -755,10 +763,34 @@ function mmesidTrial(kind: 'train' | 'evaluate'): Trial {
     flop: kind === 'train' ? transformer + samples * 3 * 2 * (MMESID_ITEMS + 1) * s.hidden : transformer / 3 + samples * 2 * (MMESID_ITEMS + 1) * s.hidden,
     items: samples,
     ours: () => job(true),
-    baselines: hasTorch() ? [{ name: 'libtorch eager, unfused LoRA (same model)', job: () => job(false) }] : [],
+    baselines: hasTorch() ? [{ name: 'libtorch eager (same model: unfused LoRA, plain head, one padded batch)', job: () => job(false) }] : [],
     minSamples: 6,
     maxTime: 20,
   };
 }
 
-if (hasTorch()) trials.push(mmesidTrial('train'), mmesidTrial('evaluate'));
+const MMESID_LOSS_ITEMS = 1_000_000;
+
+/** The chunked cross-entropy at 1,000,000 items: time and peak tensor memory against one unchunked chunk. */
+function mmesidLossTrial(): Trial {
+  const job = (fused: boolean): Job => {
+    let ready: ReturnType<typeof mmesidBenchHead> | undefined;
+    const run: Job = async () => (await (ready ??= mmesidBenchHead(fused, MMESID_LOSS_ITEMS))).loss();
+    run.peakBytes = async () => (await (ready ??= mmesidBenchHead(fused, MMESID_LOSS_ITEMS))).loss.peakBytes!();
+    return run;
+  };
+  const h = LLM_BENCH_SHAPES.tiny.hidden, n = MMESID_LOSS_ITEMS + 1, b = MMESID_MICRO;
+  return {
+    name: `mmesidLoss cross-entropy over 1,000,000 items (collab+text 64-d, fusion), B ${b}, H ${h}: chunks of 8,192 (fast path) vs one chunk (plain path)`,
+    kernel: 'mmesidLoss',
+    // The maths: logits B·N·H, their backward 2·B·N·H, the item vectors' projections 2 modalities · N·64·H.
+    flop: 3 * 2 * b * n * h + 2 * 2 * n * 64 * h,
+    items: b,
+    ours: () => job(true),
+    baselines: hasTorch() ? [{ name: 'libtorch eager (plain head, all items in one chunk)', job: () => job(false) }] : [],
+    minSamples: 3,
+    maxTime: 20,
+  };
+}
+
+if (hasTorch()) trials.push(mmesidTrial('train'), mmesidTrial('evaluate'), mmesidLossTrial());

@@ -709,11 +709,14 @@ export interface NativeMmesidHistories {
 export interface NativeMmesidHead {
   /** Fine-tunes the adapters + head; `stopAt` > 0 returns after that step (checkpointed). */
   train(
-    options: NativeLoopOptions & { offsets: Float64Array; items: Int32Array; targets: Int32Array; prefix: Int32Array; suffix: Int32Array; microBatch: number; gradientCheckpointing: boolean; fingerprint: string; stopAt: number; fusedLora?: boolean },
+    options: NativeLoopOptions & { offsets: Float64Array; items: Int32Array; targets: Int32Array; prefix: Int32Array; suffix: Int32Array; microBatch: number; gradientCheckpointing: boolean; fingerprint: string; stopAt: number; fusedLora?: boolean; referenceHead?: boolean },
     onProgress: (step: TrainStep) => void,
   ): { promise: Promise<TrainResult>; cancel(): void };
-  /** Every item's score for each history: scores float32 [B, numItems] (column 0 = padding). */
-  score(options: NativeMmesidHistories & { scores: Float32Array; fusedLora?: boolean }): Promise<undefined>;
+  /**
+   * Every item's score for each history: scores float32 [B, numItems] (column 0 = padding). Histories run
+   * in groups of similar length unless oneBatch (one batch padded to the longest: the eager baseline).
+   */
+  score(options: NativeMmesidHistories & { scores: Float32Array; fusedLora?: boolean; oneBatch?: boolean }): Promise<undefined>;
   /** Top-k per history (padding, and the history when excludeHistory, never returned). */
   topK(options: NativeMmesidHistories & { k: number; excludeHistory: boolean; ids: Int32Array; values: Float32Array }): Promise<undefined>;
   save(file: string): Promise<undefined>;
@@ -721,8 +724,11 @@ export interface NativeMmesidHead {
   load(file: string): Promise<undefined>;
   tensor(what: 'itemInputs' | 'targetItems' | 'itemVectors' | 'fusionWeights' | 'codes', modality?: number): Promise<Float32Array>;
   parameterNames(): string[];
-  /** Test-only: the chunked cross-entropy of h [B, H] against targets, and ∂loss/∂h into gradH. */
-  _loss(options: { h: Float32Array; targets: Int32Array; chunk: number; gradH: Float32Array }): Promise<number>;
+  /**
+   * Test-only: the chunked cross-entropy of h [B, H] against targets, ∂loss/∂h into gradH, every head
+   * parameter's gradient concatenated in parameterNames() order into gradHead; reference: the plain loss.
+   */
+  _loss(options: { h: Float32Array; targets: Int32Array; chunk: number; gradH: Float32Array; gradHead?: Float32Array; reference?: boolean }): Promise<number>;
   dispose(): Promise<undefined>;
 }
 

@@ -70,7 +70,7 @@ export async function runPipelineDemo(o: PipelineDemoOptions): Promise<PipelineD
   }
   const hidden = readLlamaConfig(modelDir).hiddenSize;
   const sasrecDir = path.join(o.out, 'sasrec');
-  await time('sasrec', () => trainSasrec({ sequences, outDir: sasrecDir, dim: 64, epochs: 10, patience: 3, threads: o.threads, seed: o.seed, ...(o.signal ? { signal: o.signal } : {}) }));
+  await time('sasrec', () => trainSasrec({ sequences, outDir: sasrecDir, dim: 64, epochs: 40, patience: 5, threads: o.threads, seed: o.seed, ...(o.signal ? { signal: o.signal } : {}) }));
   const collab = await loadEmbeddings(path.join(sasrecDir, 'item_emb.npy'));
   const text = await loadEmbeddings(path.join(dataDir, 'text_emb.npy'));
   const tokenizerDir = path.join(o.out, 'tokenizer');

@@ -240,10 +240,14 @@ export class MmesidRun {
     return this.head;
   }
 
-  /** Scores every item (column 0 = padding) for each history: float32 [B, numItems + 1] into `scores`. */
-  async scoreInto(batch: HistoryBatch, scores: Float32Array): Promise<void> {
+  /**
+   * Scores every item (column 0 = padding) for each history: float32 [B, numItems + 1] into `scores`.
+   * The histories run in groups of similar length; `oneBatch`: as one batch padded to the longest (the
+   * benchmarks' baseline; equal up to float rounding).
+   */
+  async scoreInto(batch: HistoryBatch, scores: Float32Array, options: { oneBatch?: boolean } = {}): Promise<void> {
     const head = this.native();
-    await callNative(() => head.score({ ...batch, ...this.promptArrays(), scores }), new Error().stack);
+    await callNative(() => head.score({ ...batch, ...this.promptArrays(), scores, oneBatch: options.oneBatch === true }), new Error().stack);
   }
 
   /** Top-k items per history (the history's items excluded when asked): ids and scores [B, k]. */
@@ -262,12 +266,35 @@ export class MmesidRun {
     return callNative(() => head.tensor(what, modality), new Error().stack);
   }
 
-  /** Test-only: the head's chunked cross-entropy of h [B, H] and ∂loss/∂h. */
-  async _loss(h: Float32Array, targets: Int32Array, chunk: number): Promise<{ loss: number; gradH: Float32Array }> {
+  /**
+   * Test-only: the head's chunked cross-entropy of h [B, H], ∂loss/∂h and, given the head's tensors by
+   * name (sizes), ∂loss/∂(each head parameter) by name; reference: the head's plain loss (the oracle).
+   */
+  async _loss(
+    h: Float32Array,
+    targets: Int32Array,
+    chunk: number,
+    headTensors?: ReadonlyMap<string, { data: Float32Array }>,
+    reference = false,
+  ): Promise<{ loss: number; gradH: Float32Array; gradHead?: Map<string, Float32Array> }> {
     const gradH = new Float32Array(h.length);
     const head = this.native();
-    const loss = await callNative(() => head._loss({ h, targets, chunk, gradH }), new Error().stack);
-    return { loss, gradH };
+    const names = headTensors ? head.parameterNames() : [];
+    const sizes = names.map((name) => {
+      const t = headTensors?.get(name);
+      if (!t) throw new Error(`_loss: no tensor ${name} among the head tensors given`);
+      return t.data.length;
+    });
+    const gradHead = headTensors ? new Float32Array(sizes.reduce((a, b) => a + b, 0)) : undefined;
+    const loss = await callNative(() => head._loss({ h, targets, chunk, gradH, reference, ...(gradHead ? { gradHead } : {}) }), new Error().stack);
+    if (!gradHead) return { loss, gradH };
+    const byName = new Map<string, Float32Array>();
+    let at = 0;
+    names.forEach((name, i) => {
+      byName.set(name, gradHead.subarray(at, at + sizes[i]!));
+      at += sizes[i]!;
+    });
+    return { loss, gradH, gradHead: byName };
   }
 
   /**

@@ -69,6 +69,22 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
   return y;
 }
 
+/** Mean cross-entropy of h [B, H] over items 1 … n−1 with scores h·U[item] (float64), against targets [B]. */
+function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32Array, n: number): number {
+  let total = 0;
+  for (let r = 0; r < targets.length; r++) {
+    const scores: number[] = [];
+    for (let item = 1; item < n; item++) {
+      let dot = 0;
+      for (let o = 0; o < H; o++) dot += x[r * H + o]! * u[item * H + o]!;
+      scores.push(dot);
+    }
+    const top = Math.max(...scores);
+    total += top + Math.log(scores.reduce((a, v) => a + Math.exp(v - top), 0)) - scores[targets[r]! - 1]!;
+  }
+  return total / targets.length;
+}
+
 (torchAvailable ? describe : describe.skip)('MME-SID (head, fine-tuning, evaluation, serving)', function () {
   this.timeout(600_000);
   let dir: string;
@@ -164,21 +180,7 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
       const b = 3;
       const h = Float32Array.from({ length: b * H }, (_, i) => Math.sin(i * 0.7) * 0.5);
       const targets = Int32Array.from([1, 17, n - 1]);
-      const plain = (x: Float32Array): number => {
-        let total = 0;
-        for (let r = 0; r < b; r++) {
-          const s: number[] = [];
-          for (let item = 1; item < n; item++) {
-            let dot = 0;
-            for (let d = 0; d < H; d++) dot += x[r * H + d]! * vectors[item * H + d]!;
-            s.push(dot);
-          }
-          const top = Math.max(...s);
-          const lse = top + Math.log(s.reduce((a, v) => a + Math.exp(v - top), 0));
-          total += lse - s[targets[r]! - 1]!;
-        }
-        return total / b;
-      };
+      const plain = (x: Float32Array): number => plainCrossEntropy(x, vectors, targets, n);
       const expected = plain(h);
       const results = await Promise.all([1, 7, 37, n].map((chunk) => run._loss(h, targets, chunk)));
       for (const r of results) assert.ok(Math.abs(r.loss - expected) < 1e-4, `loss ${r.loss} vs ${expected}`);
@@ -192,6 +194,75 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
         const g = results[2]!.gradH[i]!;
         assert.ok(Math.abs(fd - g) <= tolerance.atol + tolerance.rtol * Math.abs(fd), `∂/∂h[${i}]: ${g} vs FD ${fd}`);
       }
+    } finally {
+      await run.dispose();
+    }
+  });
+
+  it('∂loss/∂(S, P_m, b_m, fusion MLP) match finite differences and the plain reference, with fewer rows than H (factorized scores) and more (item vectors)', async () => {
+    // Temperature 1 so that every score term and the fusion MLP carry gradient (at 1e-3 the softmax saturates).
+    const run = await MmesidRun.create(readFinetuneConfig(writeConfig('fd', { temperature: 1 })));
+    try {
+      await run.save();
+      const head = new Map((await loadTensors(path.join(dir, 'fd', 'head.safetensors'))).tensors.map((t) => [t.name, t]));
+      const tables = { collab: await loadEmbeddings(path.join(dir, 'data', 'visual_emb.npy')), text: await loadEmbeddings(path.join(dir, 'data', 'text_emb.npy')) };
+      const sequences = await loadSequences(path.join(dir, 'data', 'sequences.txt'));
+      const logf = Array.from(trainFrequency(sequences), (c) => Math.log1p(c));
+      const lo = Math.min(...logf.slice(1)), hi = Math.max(...logf.slice(1));
+      const n = run.manifest.numItems + 1;
+      const p = new Map([...head].map(([name, t]) => [name.replace(/^head\./, ''), Float64Array.from(t.data)]));
+      const dense = (x: number[], name: string, bias = true): number[] => {
+        const w = p.get(`${name}.weight`)!, b = bias ? p.get(`${name}.bias`)! : undefined;
+        const out = w.length / x.length;
+        return Array.from({ length: out }, (_, o) => x.reduce((acc, v, i) => acc + w[o * x.length + i]! * v, b ? b[o]! : 0));
+      };
+      // The plain loss in float64 from the head's tensors: fusion MLP → w, U = w₀·S + Σ w_m·(P_m·T_m + b_m).
+      const plain = (x: Float32Array, targets: Int32Array): number => {
+        const s = p.get('target_items.weight')!;
+        const u = new Float64Array(n * H);
+        for (let i = 0; i < n; i++) {
+          const logits = dense(dense(dense(dense([(logf[i]! - lo) / (hi - lo)], 'fusion.mlp1.0').map(gelu), 'fusion.mlp1.2'), 'fusion.mlp2.0', false).map(gelu), 'fusion.mlp2.2');
+          const top = Math.max(...logits);
+          const e = logits.map((v) => Math.exp(v - top));
+          const w = e.map((v) => v / e.reduce((a, b) => a + b, 0));
+          for (let o = 0; o < H; o++) u[i * H + o] = w[0]! * s[i * H + o]!;
+          (['collab', 'text'] as const).forEach((m, k) => {
+            const y = dense(Array.from(tables[m].data.subarray(i * tables[m].dim, (i + 1) * tables[m].dim)), `proj.${m}`);
+            for (let o = 0; o < H; o++) u[i * H + o] = u[i * H + o]! + w[1 + k]! * y[o]!;
+          });
+        }
+        return plainCrossEntropy(x, u, targets, n);
+      };
+      const names = ['target_items.weight', 'proj.collab.weight', 'proj.collab.bias', 'proj.text.weight', 'proj.text.bias', 'fusion.mlp1.0.weight', 'fusion.mlp2.2.bias'];
+      const { step, tolerance } = tolerances.finiteDifference;
+      let largest = 0;
+      for (const b of [3, H + 4]) {
+        const x = Float32Array.from({ length: b * H }, (_, i) => Math.cos(i * 0.37) * 0.8);
+        const targets = Int32Array.from({ length: b }, (_, r) => 1 + ((r * 13) % (n - 1)));
+        const { loss, gradH, gradHead } = await run._loss(x, targets, 23, head);
+        assert.ok(Math.abs(loss - plain(x, targets)) < 1e-4, `B ${b}: loss ${loss} vs ${plain(x, targets)}`);
+        // Parity with the head's plain reference path (the benchmarks' eager baseline), every gradient.
+        const reference = await run._loss(x, targets, 23, head, true);
+        const close = (a: number, e: number): boolean => Math.abs(a - e) <= tolerances.mmesid.headParity.atol + tolerances.mmesid.headParity.rtol * Math.abs(e);
+        assert.ok(close(loss, reference.loss), `B ${b}: loss ${loss} vs reference ${reference.loss}`);
+        gradH.forEach((g, i) => assert.ok(close(g, reference.gradH[i]!), `B ${b}: ∂/∂h[${i}] ${g} vs reference ${reference.gradH[i]}`));
+        for (const [name, g] of gradHead!) g.forEach((v, i) => assert.ok(close(v, reference.gradHead!.get(name)![i]!), `B ${b}: ∂/∂${name}[${i}] ${v} vs reference ${reference.gradHead!.get(name)![i]}`));
+        for (const name of names) {
+          const v = p.get(name)!, g = gradHead!.get(`head.${name}`)!;
+          for (const i of [...new Set([0, (v.length * 5) >> 3, targets[0]! * H + 2, v.length - 1])].filter((j) => j < v.length)) {
+            const keep = v[i]!;
+            v[i] = keep + step;
+            const up = plain(x, targets);
+            v[i] = keep - step;
+            const down = plain(x, targets);
+            v[i] = keep;
+            const fd = (up - down) / (2 * step);
+            largest = Math.max(largest, Math.abs(fd));
+            assert.ok(Math.abs(fd - g[i]!) <= tolerance.atol + tolerance.rtol * Math.abs(fd), `B ${b}: ∂/∂${name}[${i}] ${g[i]} vs FD ${fd}`);
+          }
+        }
+      }
+      assert.ok(largest > 1e-2, 'the checked gradients are not all negligible');
     } finally {
       await run.dispose();
     }
@@ -290,6 +361,12 @@ function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
       const alone = new Float32Array(n);
       await run.scoreInto(historyBatch([histories[1]!]), alone);
       alone.forEach((v, j) => assert.ok(Math.abs(v - scores[n + j]!) < 1e-5, `item ${j}: ${v} alone vs ${scores[n + j]} in the batch`));
+      // Scoring in groups of similar length (more histories than one group holds) = one padded batch.
+      const mixed = Array.from({ length: 70 }, (_, u) => Array.from({ length: 1 + ((u * 7) % 19) }, (_, t) => 1 + ((u * 31 + t * 17) % (n - 1))));
+      const grouped = new Float32Array(mixed.length * n), single = new Float32Array(mixed.length * n);
+      await run.scoreInto(historyBatch(mixed), grouped);
+      await run.scoreInto(historyBatch(mixed), single, { oneBatch: true });
+      grouped.forEach((v, j) => assert.ok(Math.abs(v - single[j]!) < 1e-5, `score ${j}: ${v} grouped vs ${single[j]} in one batch`));
       const cli = mmesid('recommend', '--run', report.run, '--history', '3 5 7', '-k', '5', '--json');
       assert.equal(cli.status, 0, cli.stderr);
       assert.deepEqual((oneJson(cli.stdout) as { items: number[] }).items, Array.from(top[0]!.items));

@@ -26,6 +26,7 @@ export interface Tolerances {
   sasrec: { reloadedMetrics: { atol: number } };
   tokenizer: { maxCodeMismatchRate: number; nearTie: Tolerance; rssSlackBytes: number };
   llm: { hidden: Tolerance; merge: Tolerance };
+  mmesid: { headParity: Tolerance };
 }
 
 export const tolerances = JSON.parse(

@@ -4,11 +4,13 @@
 #include "addon/torch/mmesid_exports.h"
 
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 
 #include <cstring>
@@ -69,8 +71,12 @@ Histories read_histories(OptionsReader& r) {
   return h;
 }
 
-/// h [B, H] of the histories (no grad).
-at::Tensor last_hidden(HeadState& s, const Histories& h, bool fused_lora = true) {
+/// Rows per length group of inference batches (mmesid_last_hidden_by_length).
+constexpr int64_t kInferenceGroupRows = 32;
+
+/// h [B, H] of the histories (no grad); grouped by length unless `one_batch` (the eager baseline: one
+/// batch padded to its longest history).
+at::Tensor last_hidden(HeadState& s, const Histories& h, bool fused_lora = true, bool one_batch = false) {
   models::Llama& llm = require_model(*s.llm);
   const models::MmesidHead& head = require_head(s);
   models::MmesidPromptBatch batch;
@@ -81,7 +87,8 @@ at::Tensor last_hidden(HeadState& s, const Histories& h, bool fused_lora = true)
   batch.suffix = &h.suffix;
   models::LlamaRunOptions run;
   run.fused_lora = fused_lora;
-  return models::mmesid_last_hidden(llm, head, batch, run);
+  if (one_batch) return models::mmesid_last_hidden(llm, head, batch, run);
+  return models::mmesid_last_hidden_by_length(llm, head, batch, run, kInferenceGroupRows);
 }
 
 Napi::Float32Array float_array(Napi::Env env, const at::Tensor& t) {
@@ -184,6 +191,7 @@ Napi::Value Train(const Napi::CallbackInfo& info, const std::shared_ptr<HeadStat
   t.loop.kind = {"mmesid.mmesid.checkpoint", 1, "MME-SID fine-tuning"};
   t.run.gradient_checkpointing = r.boolean("gradientCheckpointing");
   t.run.fused_lora = r.boolean_or("fusedLora", true);
+  t.reference_head = r.boolean_or("referenceHead", false);
   return MmesidJob::start(
       env, info[1].As<Napi::Function>(), job, g_mmesid_busy, "MME-SID fine-tuning",
       [](MmesidJob& j) {
@@ -215,14 +223,17 @@ Napi::Object make_head_handle(Napi::Env env, const std::shared_ptr<HeadState>& s
     };
   };
   method("train", [state](const Napi::CallbackInfo& ci) { return Train(ci, state); });
-  // score({ offsets, items, prefix, suffix, scores: Float32Array [B, N] }): every item's score.
+  // score({ offsets, items, prefix, suffix, scores: Float32Array [B, N], fusedLora?, oneBatch? }): every
+  // item's score (fusedLora false + oneBatch true: the benchmarks' eager baseline).
   method("score", [locked](const Napi::CallbackInfo& ci) -> Napi::Value {
     OptionsReader r(ci);
     auto h = std::make_shared<Histories>(read_histories(r));
     const auto scores = r.f32("scores");
-    return Task::start(ci.Env(), locked([h, scores](HeadState& s) {
+    const bool fused_lora = r.boolean_or("fusedLora", true), one_batch = r.boolean_or("oneBatch", false);
+    return Task::start(ci.Env(), locked([h, scores, fused_lora, one_batch](HeadState& s) {
                          const at::NoGradGuard no_grad;
-                         copy_float_out(at::linear(last_hidden(s, *h), s.vectors()), scores, "scores");
+                         copy_float_out(at::linear(last_hidden(s, *h, fused_lora, one_batch), s.vectors()),
+                                        scores, "scores");
                        }),
                        nullptr, r.take_pins());
   });
@@ -311,23 +322,33 @@ Napi::Object make_head_handle(Napi::Env env, const std::shared_ptr<HeadState>& s
           return out->defined() ? float_array(e, *out) : Napi::Float32Array::New(e, 0);
         });
   });
-  // _loss({ h: Float32Array [B, H], targets: Int32Array [B], chunk, gradH: Float32Array }) → Promise<number>
-  // (test-only): the chunked cross-entropy and its gradient w.r.t. h; the head's own gradients are discarded.
+  // _loss({ h: Float32Array [B, H], targets: Int32Array [B], chunk, gradH: Float32Array, gradHead?,
+  // reference? }) → Promise<number> (test-only): the chunked cross-entropy, its gradient w.r.t. h, and
+  // (gradHead: a Float32Array of every head parameter's size, summed) the head's gradients concatenated in
+  // parameterNames() order; reference: the head's plain loss. The head's .grad fields are cleared afterwards.
   method("_loss", [locked](const Napi::CallbackInfo& ci) -> Napi::Value {
     OptionsReader r(ci);
-    const auto h = r.f32("h"), grad = r.f32("gradH");
+    const auto h = r.f32("h"), grad = r.f32("gradH"), grad_head = r.f32_optional("gradHead");
     const auto targets = r.i32("targets");
     const int64_t chunk = r.integer("chunk");
+    const bool reference = r.boolean_or("reference", false);
     auto loss = std::make_shared<double>(0.0);
     return Task::start(
-        ci.Env(), locked([h, grad, targets, chunk, loss](HeadState& s) {
+        ci.Env(), locked([h, grad, grad_head, targets, chunk, reference, loss](HeadState& s) {
           const int64_t b = static_cast<int64_t>(targets.length), hidden = s.head->config().hidden;
           at::Tensor x = at::from_blob(h.data, {b, hidden}, at::kFloat).clone().requires_grad_(true);
           const at::Tensor t = at::from_blob(targets.data, {b}, at::kInt).to(at::kLong);
-          const at::Tensor l = s.head->loss(x, t, chunk);
+          const at::Tensor l = s.head->loss(x, t, chunk, reference);
           l.backward();
           *loss = l.item<double>();
           copy_float_out(x.grad(), grad, "gradH");
+          if (grad_head.data) {
+            std::vector<at::Tensor> grads;
+            for (const auto& [_, p] : s.head->parameters())
+              grads.push_back(p.grad().defined() ? p.grad().reshape({-1})
+                                                 : at::zeros({p.numel()}, at::kFloat));
+            copy_float_out(at::cat(grads, 0), grad_head, "gradHead");
+          }
           for (const auto& [_, p] : s.head->parameters()) p.mutable_grad() = at::Tensor();
         }),
         [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, r.take_pins());

@@ -4,6 +4,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/_unique2.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/empty.h>
@@ -12,9 +13,11 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/log1p.h>
 #include <ATen/ops/logsumexp.h>
+#include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
+#include <ATen/ops/split.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
@@ -146,7 +149,14 @@ MmesidHead::MmesidHead(MmesidHeadConfig config, std::vector<MmesidModality> moda
   const at::Tensor f = frequency.to(at::kDouble).log1p();
   const at::Tensor real = f.narrow(0, 1, num_items_ - 1);
   const double lo = real.min().item<double>(), hi = real.max().item<double>();
-  frequency_feature_ = ((f - lo) / (hi > lo ? hi - lo : 1.0)).to(at::kFloat).unsqueeze(1);
+  const at::Tensor feature = ((f - lo) / (hi > lo ? hi - lo : 1.0)).to(at::kFloat);
+  // The fusion weights depend on an item only through its frequency, and items share few distinct
+  // frequencies (Beauty: 12,087 items, a few hundred values): the fusion MLP runs once per distinct value.
+  const auto [levels, index, counts] = at::_unique2(feature, /*sorted=*/true, /*return_inverse=*/true);
+  (void)counts;
+  frequency_levels_ = levels.unsqueeze(1).contiguous();
+  frequency_index_ = index.to(at::kLong).contiguous();
+  frequency_feature_ = feature.unsqueeze(1).contiguous();
 }
 
 at::Tensor MmesidHead::item_inputs(const at::Tensor& ids) const {
@@ -188,71 +198,93 @@ at::Tensor MmesidHead::item_inputs(const at::Tensor& ids) const {
   return x.reshape(shape);
 }
 
-namespace {
-
-/// The tensors item vectors depend on, in a fixed order, so the chunked loss can recompute them from
-/// copies in its backward: [S, fusion × 7 (when fused), P_m weight, P_m bias per modality].
-struct ItemVectorInputs {
-  bool fused = false;
-  size_t modalities = 0;
-};
-
-/// U for the rows `rows(·)` selects (a narrow of a range, or an index_select of ids) of every per-item
-/// tensor.
-at::Tensor item_vectors_from(const std::vector<at::Tensor>& p, const ItemVectorInputs& layout,
-                             const std::vector<MmesidModality>& modalities,
-                             const at::Tensor& frequency_feature, double temperature,
-                             const std::function<at::Tensor(const at::Tensor&)>& rows) {
-  const at::Tensor s = rows(p[0]);
-  if (!layout.fused) return s;
-  const at::Tensor f = rows(frequency_feature);
-  const at::Tensor z = at::linear(at::gelu(at::linear(f, p[1], p[2])), p[3], p[4]);
-  const at::Tensor logits = at::linear(at::gelu(at::linear(z, p[5])), p[6], p[7]);
-  const at::Tensor w = at::softmax(logits / temperature, 1);  // [count, 1 + M]
-  at::Tensor u = s * w.select(1, 0).unsqueeze(1);
-  for (size_t m = 0; m < layout.modalities; ++m) {
-    const at::Tensor projected = at::linear(rows(modalities[m].table), p[8 + 2 * m], p[9 + 2 * m]);
-    u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
-  }
-  return u;
-}
-
-}  // namespace
-
-std::vector<at::Tensor> MmesidHead::item_vector_inputs() const {
-  std::vector<at::Tensor> p = {target_table_};
-  if (fusion1_.weight.defined()) {
-    p.insert(p.end(), {fusion1_.weight, fusion1_.bias, fusion2_.weight, fusion2_.bias, fusion3_.weight,
-                       fusion4_.weight, fusion4_.bias});
-    for (const Linear& l : projections_) p.insert(p.end(), {l.weight, l.bias});
-  }
-  return p;
-}
-
-at::Tensor MmesidHead::item_vectors(int64_t first, int64_t count) const {
-  require(first >= 0 && count >= 0 && first + count <= num_items_, "item range out of bounds");
-  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
-  return item_vectors_from(item_vector_inputs(), layout, modalities_, frequency_feature_, config_.temperature,
-                           [first, count](const at::Tensor& t) { return t.narrow(0, first, count); });
-}
-
-at::Tensor MmesidHead::item_vectors_of(const at::Tensor& ids) const {
-  const at::Tensor index = ids.to(at::kLong).reshape({-1});
-  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
-  return item_vectors_from(item_vector_inputs(), layout, modalities_, frequency_feature_, config_.temperature,
-                           [&index](const at::Tensor& t) { return t.index_select(0, index); });
-}
-
-at::Tensor MmesidHead::fusion_weights() const {
-  if (!fusion1_.weight.defined()) return at::Tensor();
-  const at::Tensor z = at::linear(at::gelu(at::linear(frequency_feature_, fusion1_.weight, fusion1_.bias)),
+at::Tensor MmesidHead::level_weights() const {
+  const at::Tensor z = at::linear(at::gelu(at::linear(frequency_levels_, fusion1_.weight, fusion1_.bias)),
                                   fusion2_.weight, fusion2_.bias);
   const at::Tensor logits =
       at::linear(at::gelu(at::linear(z, fusion3_.weight)), fusion4_.weight, fusion4_.bias);
   return at::softmax(logits / config_.temperature, 1);
 }
 
-at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk) const {
+at::Tensor MmesidHead::vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows) const {
+  const at::Tensor s = rows(target_table_);
+  if (!fusion1_.weight.defined()) return s;
+  const at::Tensor w = level_weights().index_select(0, rows(frequency_index_));  // [count, 1 + M]
+  at::Tensor u = s * w.select(1, 0).unsqueeze(1);
+  for (size_t m = 0; m < modalities_.size(); ++m) {
+    const at::Tensor projected =
+        at::linear(rows(modalities_[m].table), projections_[m].weight, projections_[m].bias);
+    u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
+  }
+  return u;
+}
+
+at::Tensor MmesidHead::item_vectors(int64_t first, int64_t count) const {
+  require(first >= 0 && count >= 0 && first + count <= num_items_, "item range out of bounds");
+  return vectors_of_rows([first, count](const at::Tensor& t) { return t.narrow(0, first, count); });
+}
+
+at::Tensor MmesidHead::item_vectors_of(const at::Tensor& ids) const {
+  const at::Tensor index = ids.to(at::kLong).reshape({-1});
+  return vectors_of_rows([&index](const at::Tensor& t) { return t.index_select(0, index); });
+}
+
+at::Tensor MmesidHead::fusion_weights() const {
+  if (!fusion1_.weight.defined()) return at::Tensor();
+  return level_weights().index_select(0, frequency_index_);
+}
+
+std::vector<at::Tensor> MmesidHead::target_rows_in_chunks(int64_t step) const {
+  return target_table_.narrow(0, 1, num_items_ - 1).split(step);
+}
+
+at::Tensor MmesidHead::chunked_logsumexp(
+    std::vector<at::Tensor> inputs, int64_t step,
+    const std::function<train::RecomputedFn(int64_t first, int64_t count)>& chunk) const {
+  const std::vector<at::Tensor> s_chunks = target_rows_in_chunks(step);
+  std::vector<at::Tensor> chunk_lse;
+  for (int64_t first = 1; first < num_items_; first += step) {
+    inputs[1] = s_chunks[static_cast<size_t>((first - 1) / step)];
+    chunk_lse.push_back(
+        train::recompute_in_backward(chunk(first, std::min(step, num_items_ - first)), inputs));
+  }
+  return at::logsumexp(at::stack(chunk_lse, 1), {1});
+}
+
+at::Tensor MmesidHead::reference_lse(const at::Tensor& h, int64_t step) const {
+  const bool fused = fusion1_.weight.defined();
+  std::vector<at::Tensor> inputs = {h, target_table_};
+  if (fused) {
+    inputs.insert(inputs.end(), {fusion1_.weight, fusion1_.bias, fusion2_.weight, fusion2_.bias,
+                                 fusion3_.weight, fusion4_.weight, fusion4_.bias});
+    for (const Linear& p : projections_) inputs.insert(inputs.end(), {p.weight, p.bias});
+  }
+  const auto& modalities = modalities_;
+  const at::Tensor feature = frequency_feature_;
+  const double temperature = config_.temperature;
+  return chunked_logsumexp(
+      inputs, step, [&modalities, feature, temperature, fused](int64_t first, int64_t count) {
+        return [&modalities, feature, temperature, fused, first, count](const std::vector<at::Tensor>& in) {
+          at::Tensor u = in[1];
+          if (fused) {
+            const at::Tensor f = feature.narrow(0, first, count);
+            const at::Tensor z = at::linear(at::gelu(at::linear(f, in[2], in[3])), in[4], in[5]);
+            const at::Tensor w =
+                at::softmax(at::linear(at::gelu(at::linear(z, in[6])), in[7], in[8]) / temperature, 1);
+            u = u * w.select(1, 0).unsqueeze(1);
+            for (size_t m = 0; m < modalities.size(); ++m) {
+              const at::Tensor projected =
+                  at::linear(modalities[m].table.narrow(0, first, count), in[9 + 2 * m], in[10 + 2 * m]);
+              u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
+            }
+          }
+          return at::logsumexp(at::linear(in[0], u), {1});
+        };
+      });
+}
+
+at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk,
+                            bool reference) const {
   const int64_t step = chunk > 0 ? chunk : config_.score_chunk;
   require(h.dim() == 2 && h.size(1) == config_.hidden, "h must be [B, H]");
   const at::Tensor t = targets.to(at::kLong);
@@ -261,30 +293,57 @@ at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int6
     require(t.min().item<int64_t>() >= 1 && t.max().item<int64_t>() < num_items_,
             "targets must be item ids in [1, " + std::to_string(num_items_) + ")");
   }
-  const ItemVectorInputs layout{fusion1_.weight.defined(), modalities_.size()};
-  const std::vector<at::Tensor> p = item_vector_inputs();
   // The target's score through ordinary autograd ([B, H] item vectors of the targets only).
   const at::Tensor target_score = (h * item_vectors_of(t)).sum(1);
-  // log Σ_n exp(score) over items 1 … N−1, one chunk of logits at a time, each recomputed in the backward.
-  std::vector<at::Tensor> chunk_lse;
-  std::vector<at::Tensor> inputs = {h};
-  inputs.insert(inputs.end(), p.begin(), p.end());
-  for (int64_t first = 1; first < num_items_; first += step) {
-    const int64_t count = std::min(step, num_items_ - first);
-    const auto& modalities = modalities_;
-    const at::Tensor freq = frequency_feature_;
-    const double temperature = config_.temperature;
-    chunk_lse.push_back(train::recompute_in_backward(
-        [layout, &modalities, freq, temperature, first, count](const std::vector<at::Tensor>& in) {
-          const std::vector<at::Tensor> params(in.begin() + 1, in.end());
-          const at::Tensor u =
-              item_vectors_from(params, layout, modalities, freq, temperature,
-                                [first, count](const at::Tensor& x) { return x.narrow(0, first, count); });
-          return at::logsumexp(at::linear(in[0], u), {1});
-        },
-        inputs));
+  if (reference) return (reference_lse(h, step) - target_score).mean();
+  const bool fused = fusion1_.weight.defined();
+  // Every term of a score is linear in h, so h·(P_m·T_m[n] + b_m) = (h·P_m)·T_m[n] + h·b_m: with fewer rows
+  // than H the [B, d_m] products replace the [chunk, H] projections of every chunk (B·d_m vs d_m·H per item).
+  const bool factorized = fused && h.size(0) < config_.hidden;
+  // Inputs of every chunk: [h, S, w of the frequency levels, then per modality (h·P_m, h·b_m) when
+  // factorized, else (P_m, b_m)].
+  std::vector<at::Tensor> inputs = {h, target_table_};
+  if (fused) {
+    inputs.push_back(level_weights());
+    for (const Linear& p : projections_) {
+      if (factorized) {
+        inputs.push_back(at::matmul(h, p.weight));
+        inputs.push_back(at::matmul(h, p.bias).unsqueeze(1));
+      } else {
+        inputs.push_back(p.weight);
+        inputs.push_back(p.bias);
+      }
+    }
   }
-  const at::Tensor lse = at::logsumexp(at::stack(chunk_lse, 1), {1});
+  // log Σ_n exp(score) over items 1 … N−1, one chunk of logits at a time, each recomputed in the backward.
+  const auto& modalities = modalities_;
+  const at::Tensor index = frequency_index_;
+  const at::Tensor lse =
+      chunked_logsumexp(inputs, step, [&modalities, index, fused, factorized](int64_t first, int64_t count) {
+        return [&modalities, index, fused, factorized, first, count](const std::vector<at::Tensor>& in) {
+          const at::Tensor& s = in[1];
+          if (!fused) return at::logsumexp(at::linear(in[0], s), {1});
+          const at::Tensor w = in[2].index_select(0, index.narrow(0, first, count));  // [count, 1 + M]
+          at::Tensor logits;
+          if (factorized) {
+            logits = at::linear(in[0], s) * w.select(1, 0).unsqueeze(0);
+            for (size_t m = 0; m < modalities.size(); ++m) {
+              const at::Tensor term = at::linear(in[3 + 2 * m], modalities[m].table.narrow(0, first, count));
+              logits =
+                  logits + (term + in[4 + 2 * m]) * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(0);
+            }
+          } else {
+            at::Tensor u = s * w.select(1, 0).unsqueeze(1);
+            for (size_t m = 0; m < modalities.size(); ++m) {
+              const at::Tensor projected =
+                  at::linear(modalities[m].table.narrow(0, first, count), in[3 + 2 * m], in[4 + 2 * m]);
+              u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
+            }
+            logits = at::linear(in[0], u);
+          }
+          return at::logsumexp(logits, {1});
+        };
+      });
   return (lse - target_score).mean();
 }
 
@@ -359,6 +418,38 @@ at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const Mm
   const at::Tensor embeds = at::stack(rows, 0);
   const at::Tensor hidden = llm.forward(embeds, at::stack(row_masks, 0), at::Tensor(), nullptr, run);
   return hidden.select(1, hidden.size(1) - 1).to(at::kFloat);
+}
+
+at::Tensor mmesid_last_hidden_by_length(const Llama& llm, const MmesidHead& head,
+                                        const MmesidPromptBatch& batch, const LlamaRunOptions& run,
+                                        int64_t group_rows) {
+  require(group_rows >= 1, "group_rows must be >= 1");
+  const auto b = static_cast<int64_t>(batch.rows.size());
+  require(b >= 1, "an empty batch");
+  auto length = [&](int64_t i) {
+    const int64_t r = batch.rows[static_cast<size_t>(i)];
+    return batch.offsets[r + 1] - batch.offsets[r];
+  };
+  std::vector<int64_t> order(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) order[static_cast<size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return length(x) < length(y); });
+  at::Tensor out;
+  for (int64_t first = 0; first < b; first += group_rows) {
+    const int64_t count = std::min(group_rows, b - first);
+    MmesidPromptBatch group = batch;
+    group.rows.clear();
+    std::vector<int64_t> positions;
+    for (int64_t i = first; i < first + count; ++i) {
+      positions.push_back(order[static_cast<size_t>(i)]);
+      group.rows.push_back(batch.rows[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+    }
+    const at::Tensor h = mmesid_last_hidden(llm, head, group, run);
+    if (!out.defined()) out = at::empty({b, h.size(1)}, h.options());
+    const at::Tensor where =
+        at::from_blob(positions.data(), {count}, at::TensorOptions().dtype(at::kLong)).to(h.device());
+    out.index_copy_(0, where, h);
+  }
+  return out;
 }
 
 }  // namespace mmesid::models

@@ -15,7 +15,10 @@
 // with S = Linear(H → N, no bias) the new target-item table. Because every term is linear in h,
 // score = h·Uᵀ with the item vectors U[n] = w₀[n]·S[n] + Σ_m w_m[n]·P_m·T_m[n] [N, H]: the loss is the
 // cross-entropy over all items computed in chunks of items (logits of one chunk [B, chunk] at a time,
-// recomputed in the backward), so memory does not grow with N beyond the item tables themselves.
+// recomputed in the backward), so memory does not grow with N beyond the item tables themselves. With fewer
+// rows B than H the loss never forms U: it scores a chunk as w₀·(h·Sᵀ) + Σ_m w_m·((h·P_m)·T_mᵀ + h·b_m),
+// B·d_m instead of d_m·H multiply-adds per item and modality (Llama-3-8B, B 16: 256× fewer). The fusion MLP
+// runs once per distinct frequency value, not per item.
 //
 // Variants (the baselines and ablations of the paper, one harness):
 //   "mme-sid"     as above;                "mme-random": code tables randomly initialised;
@@ -27,9 +30,12 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "torch/train/recompute.h"
 
 namespace mmesid::models {
 
@@ -77,8 +83,11 @@ class MmesidHead {
 
   /// Mean cross-entropy of h [B, H] against `targets` [B] (int64 in [1, N)) over items 1 … N−1 (the
   /// padding row never competes), in chunks of score_chunk items recomputed in the backward.
-  /// `chunk` > 0 overrides score_chunk (tests).
-  at::Tensor loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk = 0) const;
+  /// `chunk` > 0 overrides score_chunk (tests). `reference`: the plain computation instead — the fusion MLP
+  /// per item and the item vectors U of every chunk materialised (the parity oracle and the benchmarks'
+  /// eager baseline); equal up to float rounding.
+  at::Tensor loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk = 0,
+                  bool reference = false) const;
 
   /// The target-item table S [N, H] (a parameter).
   const at::Tensor& target_table() const { return target_table_; }
@@ -97,13 +106,27 @@ class MmesidHead {
 
  private:
   at::Tensor add(const std::string& name, at::Tensor t);
-  /// The trainable tensors the item vectors depend on, in the order item_vectors_from reads them.
-  std::vector<at::Tensor> item_vector_inputs() const;
+  /// The fusion weights of each distinct frequency feature [levels, 1 + M] (with autograd).
+  at::Tensor level_weights() const;
+  /// Rows 1 … N−1 of S as views in chunks of `step` rows, all from ONE split: their gradients meet in one
+  /// backward node that concatenates them, where a narrow per chunk would add an [N, H] gradient per chunk.
+  std::vector<at::Tensor> target_rows_in_chunks(int64_t step) const;
+  /// log Σ_{n ≥ 1} of a chunk's scores [B]: for each chunk of items [first, first + count), chunk(first,
+  /// count) run on `inputs` with inputs[1] replaced by that chunk's rows of S, recomputed in the backward.
+  at::Tensor chunked_logsumexp(
+      std::vector<at::Tensor> inputs, int64_t step,
+      const std::function<train::RecomputedFn(int64_t first, int64_t count)>& chunk) const;
+  /// log Σ_{n ≥ 1} exp(h·U[n]) [B] the plain way (loss(..., reference = true)).
+  at::Tensor reference_lse(const at::Tensor& h, int64_t step) const;
+  /// U for the rows `rows(·)` selects (a narrow or an index_select) of every per-item tensor.
+  at::Tensor vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows) const;
 
   MmesidHeadConfig config_;
   std::vector<MmesidModality> modalities_;
   int64_t num_items_ = 0;
-  at::Tensor frequency_feature_;  // [N, 1] minmax(log1p(freq))
+  at::Tensor frequency_levels_;   // [levels, 1] the distinct values of minmax(log1p(freq)), ascending
+  at::Tensor frequency_index_;    // [N] int64: item → its row of frequency_levels_
+  at::Tensor frequency_feature_;  // [N, 1] each item's minmax(log1p(freq)) (the reference loss)
   struct Linear {
     at::Tensor weight, bias;
   };
@@ -132,5 +155,13 @@ struct MmesidPromptBatch {
 /// so a user's scores do not depend on the rest of the batch (up to float rounding).
 at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const MmesidPromptBatch& batch,
                               const LlamaRunOptions& run);
+
+/// mmesid_last_hidden for inference (no grad) on histories of mixed lengths: the rows sorted by length
+/// (stable) and run in groups of at most `group_rows`, each padded only to its own longest history, then
+/// put back in the batch's order. Same values up to float rounding, less padding: Beauty's histories
+/// average 7 items against a longest of 50. @throws std::invalid_argument for group_rows < 1.
+at::Tensor mmesid_last_hidden_by_length(const Llama& llm, const MmesidHead& head,
+                                        const MmesidPromptBatch& batch, const LlamaRunOptions& run,
+                                        int64_t group_rows);
 
 }  // namespace mmesid::models

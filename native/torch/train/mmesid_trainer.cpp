@@ -45,7 +45,7 @@ LoopResult train_mmesid(models::Llama& llm, models::MmesidHead& head, const Mmes
     const at::Tensor h = models::mmesid_last_hidden(llm, head, batch, run);
     const at::Tensor t =
         at::from_blob(targets.data(), {static_cast<int64_t>(targets.size())}, at::kLong).clone();
-    return head.loss(h, t);
+    return head.loss(h, t, 0, o.reference_head);
   };
   return run_train_loop(params, o.loop, micro_loss, on_step, cancelled);
 }

@@ -22,6 +22,7 @@ struct MmesidTrainOptions {
   int64_t micro_batch = 4;
   LoopOptions loop;
   models::LlamaRunOptions run;  ///< training is forced on
+  bool reference_head = false;  ///< the head's plain loss (MmesidHead::loss reference): the eager baseline
 };
 
 /// @throws std::invalid_argument for bad samples or options; the step loop's errors.
