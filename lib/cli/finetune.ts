@@ -6,8 +6,9 @@
  *       samples/s, ETA), validates every train.validateEvery steps, checkpoints (DIR/checkpoint.pt), and
  *       writes the run directory: adapter/ (PEFT), head.safetensors, run.json.
  *   mmesid evaluate --run DIR [--split test|valid] [--json]     (lib/cli/main.ts)
- *       the data stage's report plus diagnostics: collapse spectra (DIR/eval/spectrum.csv + .svg) and, for
- *       mme-sid / mme-random, Kendall τ of the fine-tuned collaborative code embeddings.
+ *       the data stage's report plus diagnostics: collapse spectra (DIR/eval/spectrum.csv + .svg), the
+ *       fusion's term usage (mean weight and argmax share per term) and, for mme-sid / mme-random, Kendall τ
+ *       of the fine-tuned collaborative code embeddings.
  *   mmesid recommend --run DIR --history "1 2 3" [-k 10] [--keep-history] [--json]
  */
 import * as fs from 'node:fs';
@@ -20,7 +21,7 @@ import { writeFileAtomic } from '../data/atomicFile';
 import type { EvaluationReport } from '../evaluate/popularity';
 import type { TrainStep } from '../llm/train';
 import { readFinetuneConfig } from '../mmesid/config';
-import { collabCodeTau, collapseSpectrum, evaluateRun, spectraCsv, spectraSvg } from '../mmesid/evaluate';
+import { collabCodeTau, collapseSpectrum, evaluateRun, fusionSummary, spectraCsv, spectraSvg } from '../mmesid/evaluate';
 import { Recommender } from '../mmesid/recommender';
 import { MmesidRun, type RunManifest } from '../mmesid/run';
 import { positiveInt, withInterrupt } from './args';
@@ -109,6 +110,8 @@ export async function runEvaluateRun(dir: string, o: { split: 'test' | 'valid'; 
       spectrumSvg: path.join(out, 'spectrum.svg'),
       spectrumTail: Object.fromEntries(Object.entries(spectra).map(([k, v]) => [k, v[v.length - 1]])),
     };
+    const fusion = await fusionSummary(run);
+    if (fusion) diagnostics.fusion = fusion;
     if ((run.config.variant === 'mme-sid' || run.config.variant === 'mme-random') && run.config.modalities.includes('collab')) {
       diagnostics.collabCodeKendallTau = await collabCodeTau(run);
     }

@@ -117,6 +117,29 @@ export function spectraSvg(spectra: Record<string, number[]>, title: string): st
 }
 
 /**
+ * Which score term the frequency-aware fusion uses, over items 1 … numItems: per term (the target-item
+ * table S, then each modality's projection, in the run's modality order) the mean weight and the share of
+ * items whose largest weight it is. At the official temperature (1e-3) the softmax is all but one-hot.
+ * @returns undefined for a run without fusion.
+ */
+export async function fusionSummary(run: MmesidRun): Promise<{ terms: string[]; meanWeight: number[]; argmaxShare: number[] } | undefined> {
+  const w = await run.tensor('fusionWeights');
+  if (w.length === 0) return undefined;
+  const n = run.manifest.numItems, terms = ['target', ...run.config.modalities];
+  const k = terms.length;
+  const meanWeight = new Array<number>(k).fill(0), argmaxShare = new Array<number>(k).fill(0);
+  for (let i = 1; i <= n; i++) {
+    let best = 0;
+    for (let j = 0; j < k; j++) {
+      meanWeight[j]! += w[i * k + j]! / n;
+      if (w[i * k + j]! > w[i * k + best]!) best = j;
+    }
+    argmaxShare[best]! += 1 / n;
+  }
+  return { terms, meanWeight, argmaxShare };
+}
+
+/**
  * Kendall τ between the distances of the fine-tuned collaborative code embeddings (Σ_l E_l[sid_l]) and
  * those of the original collaborative table, on `pairs` seeded pairs (the tokenizer report's sampling).
  * @throws InvalidArgumentError for a run without collaborative semantic IDs (e4srec, concat).

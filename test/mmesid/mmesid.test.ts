@@ -268,6 +268,72 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
     }
   });
 
+  it('the chunked cross-entropy holds no [B, N] logits or [N, H] intermediates: its peak memory is S\'s gradient plus chunk-sized terms', async () => {
+    const { LlamaModel } = await import('../../lib/llm/model');
+    const { torch } = await import('../../lib/native');
+    const llm = await LlamaModel.load(path.join(dir, 'llm'), { threads: 1 });
+    try {
+      const n = 200_001, d = 8, chunk = 2048;
+      const table = (seed: number) => Float32Array.from({ length: n * d }, (_, i) => Math.sin(i * 0.001 + seed));
+      const head = await torch().mmesidHead(llm._native(), {
+        variant: 'concat', fusion: true, temperature: 1, hidden: H, scoreChunk: chunk, seed: 1, numItems: n,
+        frequency: Float64Array.from({ length: n }, (_, i) => i % 50),
+        modalities: [{ name: 'collab', table: table(1), dim: d }, { name: 'text', table: table(2), dim: d }],
+      });
+      try {
+        // b < H: factorized scores; b > H: item vectors per chunk.
+        for (const b of [8, 24]) {
+          const x = Float32Array.from({ length: b * H }, (_, i) => Math.cos(i)), gradH = new Float32Array(b * H);
+          const targets = Int32Array.from({ length: b }, (_, i) => 1 + i * 7919);
+          const peak = async (options: { chunk: number; reference: boolean }): Promise<number> => {
+            const before = torch()._peakReset();
+            await head._loss({ h: x, targets, gradH, ...options });
+            return torch()._peakBytes() - before;
+          };
+          const sBytes = n * H * 4;
+          const chunked = await peak({ chunk, reference: false });
+          const whole = await peak({ chunk: n, reference: true });
+          // S's gradient arrives in three [N, H] pieces (the chunks' concatenation, the padding row's narrow,
+          // the targets' rows) plus per-item [N, 1 + M] weights; nothing else may scale with N.
+          const bound = 3 * sBytes + n * 3 * 4 + 64 * b * chunk * 4;
+          assert.ok(chunked <= bound, `B ${b}: chunked peak ${chunked} B > bound ${bound} B`);
+          assert.ok(whole > 2 * chunked, `B ${b}: one chunk of all items (${whole} B) should need far more than chunks (${chunked} B)`);
+        }
+      } finally {
+        await head.dispose();
+      }
+    } finally {
+      await llm.dispose();
+    }
+  });
+
+  it('mme-sid and mme-random with one seed start from the same head except the code tables (the ablation changes the codes alone)', async () => {
+    const initial = async (variant: string): Promise<Map<string, Float32Array>> => {
+      const run = await MmesidRun.create(readFinetuneConfig(writeConfig(`init-${variant}`, { variant })));
+      try {
+        await run.save();
+      } finally {
+        await run.dispose();
+      }
+      return new Map((await loadTensors(path.join(dir, `init-${variant}`, 'head.safetensors'))).tensors.map((t) => [t.name, t.data]));
+    };
+    const sid = await initial('mme-sid'), random = await initial('mme-random');
+    assert.deepEqual([...sid.keys()].sort(), [...random.keys()].sort());
+    const tokenizer = new Map((await loadTensors(path.join(dir, 'tok', 'tokenizer.safetensors'))).tensors.map((t) => [t.name, t.data]));
+    for (const [name, a] of sid) {
+      const b = random.get(name)!;
+      const code = /^head\.codes\.(\w+)\.(\d+)$/.exec(name);
+      if (!code) {
+        assert.deepEqual(a, b, `${name} differs between the variants`);
+        continue;
+      }
+      const codebooks = tokenizer.get(`${code[1]}.codebooks`)!;
+      const level = Number(code[2]);
+      assert.deepEqual(a, codebooks.subarray(level * a.length, (level + 1) * a.length), `${name} is the tokenizer's codebook`);
+      assert.ok(b.some((v, i) => v !== a[i]), `${name} is random in mme-random`);
+    }
+  });
+
   it('the head gradients through the recomputed chunks do not depend on the chunk size', async () => {
     const trained = async (scoreChunk: number): Promise<Map<string, Float32Array>> => {
       const name = `chunk-${scoreChunk}`;
@@ -332,9 +398,15 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
     assert.equal(report.steps, 6);
     const evaluated = mmesid('evaluate', '--run', report.run, '--json');
     assert.equal(evaluated.status, 0, evaluated.stderr);
-    const e = oneJson(evaluated.stdout) as { metrics: Record<string, number>; diagnostics: { collabCodeKendallTau: number; spectrumCsv: string; spectrumSvg: string } };
+    const e = oneJson(evaluated.stdout) as {
+      metrics: Record<string, number>;
+      diagnostics: { collabCodeKendallTau: number; spectrumCsv: string; spectrumSvg: string; fusion: { terms: string[]; meanWeight: number[]; argmaxShare: number[] } };
+    };
     assert.deepEqual(e.metrics, report.test);
     assert.ok(e.diagnostics.collabCodeKendallTau > -1 && e.diagnostics.collabCodeKendallTau < 1);
+    const { fusion } = e.diagnostics;
+    assert.deepEqual(fusion.terms, ['target', 'collab', 'text']);
+    for (const shares of [fusion.meanWeight, fusion.argmaxShare]) assert.ok(Math.abs(shares.reduce((a, v) => a + v, 0) - 1) < 1e-4, `shares sum to 1: ${shares.join(", ")}`);
     const csv = fs.readFileSync(e.diagnostics.spectrumCsv, 'utf8').trim().split('\n');
     assert.equal(csv[0], 'index,item input embeddings,target-item table');
     assert.equal(csv.length, 1 + H);

@@ -147,9 +147,10 @@ Napi::Value MmesidHeadCreate(const Napi::CallbackInfo& info) {
       if (static_cast<int64_t>(sids.length) != n * levels)
         throw Napi::TypeError::New(env, "Expected sids of numItems × levels");
       modality.sids = at::from_blob(sids.data, {n, levels}, at::kInt).to(at::kLong);
+      const int64_t codes = m.integer("codes");
+      modality.codes = codes;
       const auto codebooks = m.f32_optional("codebooks");
       if (codebooks.data) {
-        const int64_t codes = m.integer("codes");
         if (static_cast<int64_t>(codebooks.length) != levels * codes * config.hidden)
           throw Napi::TypeError::New(env, "Expected codebooks of levels × codes × hidden");
         modality.codebooks =

@@ -115,14 +115,18 @@ MmesidHead::MmesidHead(MmesidHeadConfig config, std::vector<MmesidModality> moda
                     " (train the tokenizer with --code-dim " + std::to_string(h) + ")");
         k = m.codebooks.size(1);
       } else {
-        k = m.codebooks.defined() ? m.codebooks.size(1) : m.sids.max().item<int64_t>() + 1;
+        k = m.codebooks.defined() ? m.codebooks.size(1)
+            : m.codes > 0         ? m.codes
+                                  : m.sids.max().item<int64_t>() + 1;
       }
       require(m.sids.max().item<int64_t>() < k, m.name + ": a semantic ID exceeds the codebook size");
       std::vector<at::Tensor> tables;
       for (int64_t l = 0; l < levels; ++l) {
-        at::Tensor init = from_tokenizer
-                              ? m.codebooks.select(0, l).to(at::kFloat).clone()
-                              : at::empty({k, h}, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 1.0, g);
+        // N(0, 1) (nn.Embedding's init) is drawn for both variants and then overwritten by the codebooks,
+        // as the authors' code does: the generator's stream, and so every later parameter (input MLP,
+        // fusion MLP, S), is the same for mme-sid and mme-random — the ablation differs in the codes alone.
+        at::Tensor init = at::empty({k, h}, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 1.0, g);
+        if (from_tokenizer) init.copy_(m.codebooks.select(0, l));
         tables.push_back(add("codes." + m.name + "." + std::to_string(l), init));
       }
       codes_.push_back(tables);
@@ -417,7 +421,8 @@ at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const Mm
   }
   const at::Tensor embeds = at::stack(rows, 0);
   const at::Tensor hidden = llm.forward(embeds, at::stack(row_masks, 0), at::Tensor(), nullptr, run);
-  return hidden.select(1, hidden.size(1) - 1).to(at::kFloat);
+  // The head lives on the CPU: the hidden states (and their gradient) cross back to it here.
+  return hidden.select(1, hidden.size(1) - 1).to(head.target_table().device(), at::kFloat);
 }
 
 at::Tensor mmesid_last_hidden_by_length(const Llama& llm, const MmesidHead& head,

@@ -49,6 +49,7 @@ struct MmesidModality {
   at::Tensor
       sids;  ///< [N, L] int64 codes in [0, K), row 0 = −1 (padding); undefined for variants without SIDs
   at::Tensor codebooks;  ///< [L, K, H] float32 (the tokenizer's), or undefined: random code tables
+  int64_t codes = 0;     ///< K when codebooks is undefined (0: the largest SID + 1)
 };
 
 struct MmesidHeadConfig {
@@ -148,11 +149,11 @@ struct MmesidPromptBatch {
   const std::vector<int64_t>* suffix = nullptr;
 };
 
-/// h [B, H]: the Llama's last hidden state at the final position of
-/// [padding, embed(prefix), x[history], embed(suffix)], each row left-padded (with item 0's input, masked
-/// out of attention) to the batch's longest history. Positions are HF's default 0..T−1; with the padding
-/// at the very left the real tokens' relative positions — all RoPE sees — are those of the unpadded row,
-/// so a user's scores do not depend on the rest of the batch (up to float rounding).
+/// h [B, H] float32 on the head's device (the CPU; the Llama may run elsewhere): the Llama's last hidden
+/// state at the final position of [padding, embed(prefix), x[history], embed(suffix)], each row left-padded
+/// (with item 0's input, masked out of attention) to the batch's longest history. Positions are HF's default
+/// 0..T−1; with the padding at the very left the real tokens' relative positions — all RoPE sees — are those
+/// of the unpadded row, so a user's scores do not depend on the rest of the batch (up to float rounding).
 at::Tensor mmesid_last_hidden(const Llama& llm, const MmesidHead& head, const MmesidPromptBatch& batch,
                               const LlamaRunOptions& run);
 
