@@ -673,7 +673,7 @@ export interface NativeSafetensorsHeader {
   dataStart: number;
 }
 
-/** One modality of the MME-SID head: its item table [numItems, dim] (row 0 padding), semantic IDs [numItems, levels] (row 0 = −1) and codebooks [levels, codes, hidden]. */
+/** One modality of the MME-SID head: its item table [numItems, dim] (row 0 padding), semantic IDs [numItems, levels] (row 0 = −1) and codebooks [levels, codes, hidden]. With sids, levels and codes (K, the code-table size also for random tables) are required. */
 export interface NativeMmesidModality {
   name: string;
   table: Float32Array;
