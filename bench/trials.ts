@@ -744,13 +744,16 @@ async function mmesidBenchHead(fusedLora: boolean, items = MMESID_ITEMS) {
   return { train, evaluate, loss };
 }
 
+/** One of mmesidBenchHead's jobs, the head built on the first call (ours: fused; the baseline: eager). */
+function mmesidJob(kind: 'train' | 'evaluate' | 'loss', fused: boolean, items = MMESID_ITEMS): Job {
+  let ready: ReturnType<typeof mmesidBenchHead> | undefined;
+  const run: Job = async () => (await (ready ??= mmesidBenchHead(fused, items)))[kind]();
+  run.peakBytes = async () => (await (ready ??= mmesidBenchHead(fused, items)))[kind].peakBytes!();
+  return run;
+}
+
 function mmesidTrial(kind: 'train' | 'evaluate'): Trial {
-  const job = (fused: boolean): Job => {
-    let ready: ReturnType<typeof mmesidBenchHead> | undefined;
-    const run: Job = async () => (await (ready ??= mmesidBenchHead(fused)))[kind]();
-    run.peakBytes = async () => (await (ready ??= mmesidBenchHead(fused)))[kind].peakBytes!();
-    return run;
-  };
+  const job = (fused: boolean): Job => mmesidJob(kind, fused);
   const s = LLM_BENCH_SHAPES.tiny;
   const samples = kind === 'train' ? MMESID_STEPS * MMESID_MICRO : 256;
   const meanTokens = 2 + 7;
@@ -773,12 +776,7 @@ const MMESID_LOSS_ITEMS = 1_000_000;
 
 /** The chunked cross-entropy at 1,000,000 items: time and peak tensor memory against one unchunked chunk. */
 function mmesidLossTrial(): Trial {
-  const job = (fused: boolean): Job => {
-    let ready: ReturnType<typeof mmesidBenchHead> | undefined;
-    const run: Job = async () => (await (ready ??= mmesidBenchHead(fused, MMESID_LOSS_ITEMS))).loss();
-    run.peakBytes = async () => (await (ready ??= mmesidBenchHead(fused, MMESID_LOSS_ITEMS))).loss.peakBytes!();
-    return run;
-  };
+  const job = (fused: boolean): Job => mmesidJob('loss', fused, MMESID_LOSS_ITEMS);
   const h = LLM_BENCH_SHAPES.tiny.hidden, n = MMESID_LOSS_ITEMS + 1, b = MMESID_MICRO;
   return {
     name: `mmesidLoss cross-entropy over 1,000,000 items (collab+text 64-d, fusion), B ${b}, H ${h}: chunks of 8,192 (fast path) vs one chunk (plain path)`,

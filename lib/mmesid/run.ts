@@ -282,7 +282,7 @@ export class MmesidRun {
     const names = headTensors ? head.parameterNames() : [];
     const sizes = names.map((name) => {
       const t = headTensors?.get(name);
-      if (!t) throw new Error(`_loss: no tensor ${name} among the head tensors given`);
+      if (!t) throw new InvalidArgumentError('headTensors', `a map holding ${name}`, `one without it`);
       return t.data.length;
     });
     const gradHead = headTensors ? new Float32Array(sizes.reduce((a, b) => a + b, 0)) : undefined;

@@ -54,19 +54,31 @@ function erf(x: number): number {
   return sign * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f));
 }
 
-type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
+/** Head tensors by name without the "head." prefix (Float32 as saved, or Float64 copies to perturb). */
+type Tensors = ReadonlyMap<string, { data: ArrayLike<number> }>;
 
+/** y = W·x (+ b) with W [out, x.length] row-major. */
 function linear(x: number[], t: Tensors, name: string, bias = true): number[] {
-  const w = t.get(`${name}.weight`)!;
-  const [out, inDim] = w.shape as [number, number];
+  const w = t.get(`${name}.weight`)!.data;
+  const inDim = x.length, out = w.length / inDim;
   const b = bias ? t.get(`${name}.bias`)!.data : undefined;
   const y = new Array<number>(out).fill(0);
   for (let o = 0; o < out; o++) {
     let s = b ? b[o]! : 0;
-    for (let i = 0; i < inDim; i++) s += w.data[o * inDim + i]! * x[i]!;
+    for (let i = 0; i < inDim; i++) s += w[o * inDim + i]! * x[i]!;
     y[o] = s;
   }
   return y;
+}
+
+/** The fusion weights softmax(MLP₂(MLP₁(f)) / temperature) of one item's frequency feature f. */
+function fusionWeights(f: number, t: Tensors, temperature: number): number[] {
+  const z = linear(linear([f], t, 'fusion.mlp1.0').map(gelu), t, 'fusion.mlp1.2');
+  const logits = linear(linear(z, t, 'fusion.mlp2.0', false).map(gelu), t, 'fusion.mlp2.2').map((v) => v / temperature);
+  const top = Math.max(...logits);
+  const e = logits.map((v) => Math.exp(v - top));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
 }
 
 /** Mean cross-entropy of h [B, H] over items 1 … n−1 with scores h·U[item] (float64), against targets [B]. */
@@ -153,12 +165,7 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
         const concat = [...linear(row(collab, i), head, 'proj.collab'), ...codeSum('collab', i), ...linear(row(text, i), head, 'proj.text'), ...codeSum('text', i)];
         const x = linear(linear(concat, head, 'input.0').map((v) => Math.max(0, v)), head, 'input.2').map(gelu);
         x.forEach((v, d) => (worstInput = Math.max(worstInput, Math.abs(v - inputs[i * H + d]!))));
-        const f = (logf[i]! - lo) / (hi - lo);
-        const z = linear(linear([f], head, 'fusion.mlp1.0').map(gelu), head, 'fusion.mlp1.2');
-        const logits = linear(linear(z, head, 'fusion.mlp2.0', false).map(gelu), head, 'fusion.mlp2.2').map((v) => v / 1e-3);
-        const top = Math.max(...logits);
-        const e = logits.map((v) => Math.exp(v - top));
-        const w = e.map((v) => v / e.reduce((a, b) => a + b, 0));
+        const w = fusionWeights((logf[i]! - lo) / (hi - lo), head, 1e-3);
         w.forEach((v, k) => (worstWeight = Math.max(worstWeight, Math.abs(v - weights[i * 3 + k]!))));
         const s = head.get('target_items.weight')!.data.subarray(i * H, (i + 1) * H);
         const pc = linear(row(collab, i), head, 'proj.collab'), pt = linear(row(text, i), head, 'proj.text');
@@ -210,24 +217,16 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
       const logf = Array.from(trainFrequency(sequences), (c) => Math.log1p(c));
       const lo = Math.min(...logf.slice(1)), hi = Math.max(...logf.slice(1));
       const n = run.manifest.numItems + 1;
-      const p = new Map([...head].map(([name, t]) => [name.replace(/^head\./, ''), Float64Array.from(t.data)]));
-      const dense = (x: number[], name: string, bias = true): number[] => {
-        const w = p.get(`${name}.weight`)!, b = bias ? p.get(`${name}.bias`)! : undefined;
-        const out = w.length / x.length;
-        return Array.from({ length: out }, (_, o) => x.reduce((acc, v, i) => acc + w[o * x.length + i]! * v, b ? b[o]! : 0));
-      };
+      const p = new Map([...head].map(([name, t]) => [name.replace(/^head\./, ''), { data: Float64Array.from(t.data) }]));
       // The plain loss in float64 from the head's tensors: fusion MLP → w, U = w₀·S + Σ w_m·(P_m·T_m + b_m).
       const plain = (x: Float32Array, targets: Int32Array): number => {
-        const s = p.get('target_items.weight')!;
+        const s = p.get('target_items.weight')!.data;
         const u = new Float64Array(n * H);
         for (let i = 0; i < n; i++) {
-          const logits = dense(dense(dense(dense([(logf[i]! - lo) / (hi - lo)], 'fusion.mlp1.0').map(gelu), 'fusion.mlp1.2'), 'fusion.mlp2.0', false).map(gelu), 'fusion.mlp2.2');
-          const top = Math.max(...logits);
-          const e = logits.map((v) => Math.exp(v - top));
-          const w = e.map((v) => v / e.reduce((a, b) => a + b, 0));
+          const w = fusionWeights((logf[i]! - lo) / (hi - lo), p, 1);
           for (let o = 0; o < H; o++) u[i * H + o] = w[0]! * s[i * H + o]!;
           (['collab', 'text'] as const).forEach((m, k) => {
-            const y = dense(Array.from(tables[m].data.subarray(i * tables[m].dim, (i + 1) * tables[m].dim)), `proj.${m}`);
+            const y = linear(Array.from(tables[m].data.subarray(i * tables[m].dim, (i + 1) * tables[m].dim)), p, `proj.${m}`);
             for (let o = 0; o < H; o++) u[i * H + o] = u[i * H + o]! + w[1 + k]! * y[o]!;
           });
         }
@@ -248,7 +247,7 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
         gradH.forEach((g, i) => assert.ok(close(g, reference.gradH[i]!), `B ${b}: ∂/∂h[${i}] ${g} vs reference ${reference.gradH[i]}`));
         for (const [name, g] of gradHead!) g.forEach((v, i) => assert.ok(close(v, reference.gradHead!.get(name)![i]!), `B ${b}: ∂/∂${name}[${i}] ${v} vs reference ${reference.gradHead!.get(name)![i]}`));
         for (const name of names) {
-          const v = p.get(name)!, g = gradHead!.get(`head.${name}`)!;
+          const v = p.get(name)!.data, g = gradHead!.get(`head.${name}`)!;
           for (const i of [...new Set([0, (v.length * 5) >> 3, targets[0]! * H + 2, v.length - 1])].filter((j) => j < v.length)) {
             const keep = v[i]!;
             v[i] = keep + step;

@@ -50,6 +50,24 @@ bool uses_sids(const std::string& variant) {
   return variant == "mme-sid" || variant == "mme-random";
 }
 
+/// softmax(MLP₂(MLP₁(f)) / τ) [rows, 1 + M] of features f [rows, 1]; p = the 7 fusion tensors in
+/// MmesidHead::fusion_parameters() order.
+at::Tensor fusion_softmax(const at::Tensor& f, const at::Tensor* p, double temperature) {
+  const at::Tensor z = at::linear(at::gelu(at::linear(f, p[0], p[1])), p[2], p[3]);
+  return at::softmax(at::linear(at::gelu(at::linear(z, p[4])), p[5], p[6]) / temperature, 1);
+}
+
+/// U = w₀·S + Σ_m w_m·(P_m·T_m + b_m) for the same rows of S [c, H], w [c, 1 + M] and each T_m [c, d_m];
+/// pb = P_0, b_0, P_1, b_1, … .
+at::Tensor fused_vectors(const at::Tensor& s, const at::Tensor& w, const std::vector<at::Tensor>& tables,
+                         const at::Tensor* pb) {
+  at::Tensor u = s * w.select(1, 0).unsqueeze(1);
+  for (size_t m = 0; m < tables.size(); ++m)
+    u = u + at::linear(tables[m], pb[2 * m], pb[2 * m + 1]) *
+                w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
+  return u;
+}
+
 }  // namespace
 
 at::Tensor MmesidHead::add(const std::string& name, at::Tensor t) {
@@ -202,35 +220,47 @@ at::Tensor MmesidHead::item_inputs(const at::Tensor& ids) const {
   return x.reshape(shape);
 }
 
-at::Tensor MmesidHead::level_weights() const {
-  const at::Tensor z = at::linear(at::gelu(at::linear(frequency_levels_, fusion1_.weight, fusion1_.bias)),
-                                  fusion2_.weight, fusion2_.bias);
-  const at::Tensor logits =
-      at::linear(at::gelu(at::linear(z, fusion3_.weight)), fusion4_.weight, fusion4_.bias);
-  return at::softmax(logits / config_.temperature, 1);
+std::vector<at::Tensor> MmesidHead::fusion_parameters() const {
+  return {fusion1_.weight, fusion1_.bias,   fusion2_.weight, fusion2_.bias,
+          fusion3_.weight, fusion4_.weight, fusion4_.bias};
 }
 
-at::Tensor MmesidHead::vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows) const {
+std::vector<at::Tensor> MmesidHead::projection_parameters() const {
+  std::vector<at::Tensor> pb;
+  for (const Linear& p : projections_) pb.insert(pb.end(), {p.weight, p.bias});
+  return pb;
+}
+
+std::vector<at::Tensor> MmesidHead::table_rows(int64_t first, int64_t count) const {
+  std::vector<at::Tensor> rows;
+  for (const auto& m : modalities_) rows.push_back(m.table.narrow(0, first, count));
+  return rows;
+}
+
+at::Tensor MmesidHead::level_weights() const {
+  return fusion_softmax(frequency_levels_, fusion_parameters().data(), config_.temperature);
+}
+
+at::Tensor MmesidHead::vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows,
+                                       const at::Tensor& levels) const {
   const at::Tensor s = rows(target_table_);
   if (!fusion1_.weight.defined()) return s;
-  const at::Tensor w = level_weights().index_select(0, rows(frequency_index_));  // [count, 1 + M]
-  at::Tensor u = s * w.select(1, 0).unsqueeze(1);
-  for (size_t m = 0; m < modalities_.size(); ++m) {
-    const at::Tensor projected =
-        at::linear(rows(modalities_[m].table), projections_[m].weight, projections_[m].bias);
-    u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
-  }
-  return u;
+  std::vector<at::Tensor> tables;
+  for (const auto& m : modalities_) tables.push_back(rows(m.table));
+  return fused_vectors(s,
+                       (levels.defined() ? levels : level_weights()).index_select(0, rows(frequency_index_)),
+                       tables, projection_parameters().data());
 }
 
 at::Tensor MmesidHead::item_vectors(int64_t first, int64_t count) const {
   require(first >= 0 && count >= 0 && first + count <= num_items_, "item range out of bounds");
-  return vectors_of_rows([first, count](const at::Tensor& t) { return t.narrow(0, first, count); });
+  return vectors_of_rows([first, count](const at::Tensor& t) { return t.narrow(0, first, count); },
+                         at::Tensor());
 }
 
 at::Tensor MmesidHead::item_vectors_of(const at::Tensor& ids) const {
   const at::Tensor index = ids.to(at::kLong).reshape({-1});
-  return vectors_of_rows([&index](const at::Tensor& t) { return t.index_select(0, index); });
+  return vectors_of_rows([&index](const at::Tensor& t) { return t.index_select(0, index); }, at::Tensor());
 }
 
 at::Tensor MmesidHead::fusion_weights() const {
@@ -259,32 +289,18 @@ at::Tensor MmesidHead::reference_lse(const at::Tensor& h, int64_t step) const {
   const bool fused = fusion1_.weight.defined();
   std::vector<at::Tensor> inputs = {h, target_table_};
   if (fused) {
-    inputs.insert(inputs.end(), {fusion1_.weight, fusion1_.bias, fusion2_.weight, fusion2_.bias,
-                                 fusion3_.weight, fusion4_.weight, fusion4_.bias});
-    for (const Linear& p : projections_) inputs.insert(inputs.end(), {p.weight, p.bias});
+    for (const auto& list : {fusion_parameters(), projection_parameters()})
+      inputs.insert(inputs.end(), list.begin(), list.end());
   }
-  const auto& modalities = modalities_;
   const at::Tensor feature = frequency_feature_;
   const double temperature = config_.temperature;
-  return chunked_logsumexp(
-      inputs, step, [&modalities, feature, temperature, fused](int64_t first, int64_t count) {
-        return [&modalities, feature, temperature, fused, first, count](const std::vector<at::Tensor>& in) {
-          at::Tensor u = in[1];
-          if (fused) {
-            const at::Tensor f = feature.narrow(0, first, count);
-            const at::Tensor z = at::linear(at::gelu(at::linear(f, in[2], in[3])), in[4], in[5]);
-            const at::Tensor w =
-                at::softmax(at::linear(at::gelu(at::linear(z, in[6])), in[7], in[8]) / temperature, 1);
-            u = u * w.select(1, 0).unsqueeze(1);
-            for (size_t m = 0; m < modalities.size(); ++m) {
-              const at::Tensor projected =
-                  at::linear(modalities[m].table.narrow(0, first, count), in[9 + 2 * m], in[10 + 2 * m]);
-              u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
-            }
-          }
-          return at::logsumexp(at::linear(in[0], u), {1});
-        };
-      });
+  return chunked_logsumexp(inputs, step, [this, feature, temperature, fused](int64_t first, int64_t count) {
+    return [this, feature, temperature, fused, first, count](const std::vector<at::Tensor>& in) {
+      if (!fused) return at::logsumexp(at::linear(in[0], in[1]), {1});
+      const at::Tensor w = fusion_softmax(feature.narrow(0, first, count), &in[2], temperature);
+      return at::logsumexp(at::linear(in[0], fused_vectors(in[1], w, table_rows(first, count), &in[9])), {1});
+    };
+  });
 }
 
 at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int64_t chunk,
@@ -297,10 +313,12 @@ at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int6
     require(t.min().item<int64_t>() >= 1 && t.max().item<int64_t>() < num_items_,
             "targets must be item ids in [1, " + std::to_string(num_items_) + ")");
   }
-  // The target's score through ordinary autograd ([B, H] item vectors of the targets only).
-  const at::Tensor target_score = (h * item_vectors_of(t)).sum(1);
-  if (reference) return (reference_lse(h, step) - target_score).mean();
   const bool fused = fusion1_.weight.defined();
+  const at::Tensor levels = fused ? level_weights() : at::Tensor();  // shared by the target and the chunks
+  // The target's score through ordinary autograd ([B, H] item vectors of the targets only).
+  const at::Tensor target_score =
+      (h * vectors_of_rows([&t](const at::Tensor& x) { return x.index_select(0, t); }, levels)).sum(1);
+  if (reference) return (reference_lse(h, step) - target_score).mean();
   // Every term of a score is linear in h, so h·(P_m·T_m[n] + b_m) = (h·P_m)·T_m[n] + h·b_m: with fewer rows
   // than H the [B, d_m] products replace the [chunk, H] projections of every chunk (B·d_m vs d_m·H per item).
   const bool factorized = fused && h.size(0) < config_.hidden;
@@ -308,7 +326,7 @@ at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int6
   // factorized, else (P_m, b_m)].
   std::vector<at::Tensor> inputs = {h, target_table_};
   if (fused) {
-    inputs.push_back(level_weights());
+    inputs.push_back(levels);
     for (const Linear& p : projections_) {
       if (factorized) {
         inputs.push_back(at::matmul(h, p.weight));
@@ -320,30 +338,19 @@ at::Tensor MmesidHead::loss(const at::Tensor& h, const at::Tensor& targets, int6
     }
   }
   // log Σ_n exp(score) over items 1 … N−1, one chunk of logits at a time, each recomputed in the backward.
-  const auto& modalities = modalities_;
   const at::Tensor index = frequency_index_;
   const at::Tensor lse =
-      chunked_logsumexp(inputs, step, [&modalities, index, fused, factorized](int64_t first, int64_t count) {
-        return [&modalities, index, fused, factorized, first, count](const std::vector<at::Tensor>& in) {
+      chunked_logsumexp(inputs, step, [this, index, fused, factorized](int64_t first, int64_t count) {
+        return [this, index, fused, factorized, first, count](const std::vector<at::Tensor>& in) {
           const at::Tensor& s = in[1];
           if (!fused) return at::logsumexp(at::linear(in[0], s), {1});
           const at::Tensor w = in[2].index_select(0, index.narrow(0, first, count));  // [count, 1 + M]
-          at::Tensor logits;
-          if (factorized) {
-            logits = at::linear(in[0], s) * w.select(1, 0).unsqueeze(0);
-            for (size_t m = 0; m < modalities.size(); ++m) {
-              const at::Tensor term = at::linear(in[3 + 2 * m], modalities[m].table.narrow(0, first, count));
-              logits =
-                  logits + (term + in[4 + 2 * m]) * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(0);
-            }
-          } else {
-            at::Tensor u = s * w.select(1, 0).unsqueeze(1);
-            for (size_t m = 0; m < modalities.size(); ++m) {
-              const at::Tensor projected =
-                  at::linear(modalities[m].table.narrow(0, first, count), in[3 + 2 * m], in[4 + 2 * m]);
-              u = u + projected * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(1);
-            }
-            logits = at::linear(in[0], u);
+          const std::vector<at::Tensor> tables = table_rows(first, count);
+          if (!factorized) return at::logsumexp(at::linear(in[0], fused_vectors(s, w, tables, &in[3])), {1});
+          at::Tensor logits = at::linear(in[0], s) * w.select(1, 0).unsqueeze(0);
+          for (size_t m = 0; m < tables.size(); ++m) {
+            const at::Tensor term = at::linear(in[3 + 2 * m], tables[m]) + in[4 + 2 * m];
+            logits = logits + term * w.select(1, static_cast<int64_t>(1 + m)).unsqueeze(0);
           }
           return at::logsumexp(logits, {1});
         };

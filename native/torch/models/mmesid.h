@@ -107,6 +107,12 @@ class MmesidHead {
 
  private:
   at::Tensor add(const std::string& name, at::Tensor t);
+  /// The 7 fusion MLP tensors (MLP₁: weight, bias, weight, bias; MLP₂: weight, weight, bias).
+  std::vector<at::Tensor> fusion_parameters() const;
+  /// P_0, b_0, P_1, b_1, … (the modality projections).
+  std::vector<at::Tensor> projection_parameters() const;
+  /// Each modality's table rows [first, first + count) (frozen).
+  std::vector<at::Tensor> table_rows(int64_t first, int64_t count) const;
   /// The fusion weights of each distinct frequency feature [levels, 1 + M] (with autograd).
   at::Tensor level_weights() const;
   /// Rows 1 … N−1 of S as views in chunks of `step` rows, all from ONE split: their gradients meet in one
@@ -119,8 +125,10 @@ class MmesidHead {
       const std::function<train::RecomputedFn(int64_t first, int64_t count)>& chunk) const;
   /// log Σ_{n ≥ 1} exp(h·U[n]) [B] the plain way (loss(..., reference = true)).
   at::Tensor reference_lse(const at::Tensor& h, int64_t step) const;
-  /// U for the rows `rows(·)` selects (a narrow or an index_select) of every per-item tensor.
-  at::Tensor vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows) const;
+  /// U for the rows `rows(·)` selects (a narrow or an index_select) of every per-item tensor; `levels`:
+  /// level_weights() when the caller has them already (undefined: computed here).
+  at::Tensor vectors_of_rows(const std::function<at::Tensor(const at::Tensor&)>& rows,
+                             const at::Tensor& levels) const;
 
   MmesidHeadConfig config_;
   std::vector<MmesidModality> modalities_;
