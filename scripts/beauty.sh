@@ -11,7 +11,7 @@ B=../shared/data/beauty
 mkdir -p runs/beauty
 [ -f runs/beauty/text_emb.npy ] || $M embed-text --items $B/items.jsonl --out runs/beauty/text_emb.npy --dim 64 --json > runs/beauty/embed-text.json
 [ -f runs/beauty/tokenizer/tokenizer.json ] || $M tokenizer train --collab $B/sasrec_item_emb.npy --text runs/beauty/text_emb.npy \
-  --out runs/beauty/tokenizer --code-dim 64 --epochs 200 --patience 200 --threads 2 --seed 42 --json > runs/beauty/tokenizer.json
+  --out runs/beauty/tokenizer --code-dim 64 --lr 1e-3 --epochs 200 --patience 200 --threads 2 --seed 42 --json > runs/beauty/tokenizer.json
 $M evaluate --sequences $B/sequences.txt --model popularity --json > runs/beauty/popularity.json
 for v in "$@"; do
   $M finetune --config configs/beauty/$v.json --json > runs/beauty/$v.finetune.json

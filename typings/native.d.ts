@@ -430,6 +430,8 @@ export interface NativeRqvaeTrainOptions {
   infonceSymmetric?: boolean;
   /** α of the one Gaussian MMD kernel (default 0.5). */
   mmdAlpha?: number;
+  /** Gradient through the residuals: 'exact' (default) or 'lc-rec' (the authors' code: r_l, l >= 1, detached). */
+  residualGradient?: 'exact' | 'lc-rec';
   /** Levels assigned by Sinkhorn while training (official: [levels − 1]; [] for none). */
   sinkhornLevels: number[];
   sinkhornEpsilon: number;
@@ -523,6 +525,8 @@ export interface NativeRqvaeProbeOptions extends NativeRqvaeModel {
   frozen?: Int32Array;
   /** Default `<modality>.encoder.0.weight`. */
   parameter?: string;
+  /** Default 'exact'. */
+  residualGradient?: 'exact' | 'lc-rec';
   codes: Int32Array;
   grad: Float32Array;
 }

@@ -74,7 +74,7 @@ export async function runPipelineDemo(o: PipelineDemoOptions): Promise<PipelineD
   const collab = await loadEmbeddings(path.join(sasrecDir, 'item_emb.npy'));
   const text = await loadEmbeddings(path.join(dataDir, 'text_emb.npy'));
   const tokenizerDir = path.join(o.out, 'tokenizer');
-  await time('tokenizer', () => trainTokenizer({ collab, text, outDir: tokenizerDir, codeDim: hidden, levels: 3, codes: 32, epochs: 60, patience: 60, batchSize: 256, threads: o.threads, seed: o.seed, ...(o.signal ? { signal: o.signal } : {}) }));
+  await time('tokenizer', () => trainTokenizer({ collab, text, outDir: tokenizerDir, codeDim: hidden, levels: 3, codes: 32, epochs: 60, patience: 60, batchSize: 256, lr: 1e-3, threads: o.threads, seed: o.seed, ...(o.signal ? { signal: o.signal } : {}) }));
   const table: PipelineDemoReport['table'] = {};
   table.popularity = (await evaluatePopularity(sequences)).metrics;
   table.sasrec = (await evaluateSasrec(sequences, sasrecDir)).metrics;

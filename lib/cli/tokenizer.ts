@@ -5,7 +5,7 @@
  *
  *   mmesid tokenizer train --collab C.npy [--text T.npy] [--visual V.npy] --out DIR
  *       [--recon mmd|mse] [--align infonce|mmd|none] [--levels 4] [--codes 256] [--code-dim E | --llm DIR]
- *       [--hidden 256,128] [--epochs 200] [--batch-size 1024] [--lr 1e-3] [--seed 42] [--json] ...
+ *       [--hidden 256,128] [--epochs 1000] [--patience 200] [--batch-size 1024] [--lr 2e-4] [--seed 42] [--json] ...
  *
  * A checkpoint is written atomically after every epoch (default DIR/checkpoint.pt; `--no-checkpoint`
  * disables it); `--resume` continues an interrupted run from it. Progress (a bar per epoch, then a line
@@ -22,6 +22,7 @@ import {
   TOKENIZER_ALIGNS,
   TOKENIZER_DEFAULTS,
   TOKENIZER_KMEANS_INITS,
+  TOKENIZER_RESIDUAL_GRADIENTS,
   TOKENIZER_RECONS,
   trainTokenizer,
   type TokenizerSettings,
@@ -161,6 +162,7 @@ export function registerTokenizerCommand(program: Command): Command {
     .option('--temperature <t>', 'InfoNCE temperature', positiveNumber, d.temperature)
     .option('--infonce-symmetric', 'InfoNCE in both directions (default: quantized collab → text/visual, as the authors\' code)')
     .option('--mmd-alpha <a>', 'α of the Gaussian MMD kernel', positiveNumber, d.mmdAlpha)
+    .option('--residual-gradient <g>', `gradient through the residuals: ${TOKENIZER_RESIDUAL_GRADIENTS.join(', ')} (lc-rec: the authors' code, deeper residuals detached)`, oneOf(TOKENIZER_RESIDUAL_GRADIENTS), d.residualGradient)
     .option('--sinkhorn-levels <list>', 'levels (0-based) assigned by Sinkhorn while training, or "none" (default: the last)', sinkhornLevels)
     .option('--sinkhorn-epsilon <e>', 'Sinkhorn ε', positiveNumber, d.sinkhornEpsilon)
     .option('--sinkhorn-iterations <n>', 'Sinkhorn iterations', positiveInt, d.sinkhornIterations)

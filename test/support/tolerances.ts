@@ -24,7 +24,7 @@ export interface Tolerances {
   eventLoop: { maxTimerDelayMs: number };
   evaluate: { sums: Tolerance; popularityBeauty: { atol: number } };
   sasrec: { reloadedMetrics: { atol: number } };
-  tokenizer: { maxCodeMismatchRate: number; nearTie: Tolerance; rssSlackBytes: number };
+  tokenizer: { maxCodeMismatchRate: number; nearTie: Tolerance; rssSlackBytes: number; residualGradient: Tolerance };
   llm: { hidden: Tolerance; merge: Tolerance };
   mmesid: { headParity: Tolerance };
 }

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { generateSynthetic } from '../../lib/data/synthetic';
 import { torch } from '../../lib/native';
 import { torchAvailable } from '../support/backends';
+import { tolerances } from '../support/tolerances';
 import type { NativeRqvaeProgress, NativeRqvaeResult, NativeRqvaeTrainOptions, TorchAddon } from '../../typings/native';
 
 describe('MM-RQ-VAE trainer (mmesid_torch.node, native exports)', function () {
@@ -229,6 +230,7 @@ describe('MM-RQ-VAE trainer (mmesid_torch.node, native exports)', function () {
       [{ recon: 'l1' as 'mse' }, /recon/],
       [{ sinkhornLevels: [3] }, /sinkhorn levels/],
       [{ kmeansInit: 'x' as 'plain' }, /kmeansInit/],
+      [{ residualGradient: 'vq' as 'exact' }, /residualGradient/],
       [{ batchSize: 1 }, /batchSize/],
       [{ tables: {} }, /tables/],
       [{ tables: { collab: options().tables.collab, text: { data: new Float32Array(20 * 32), rows: 20, dim: 32 } } }, /rows/],
@@ -326,5 +328,40 @@ describe('MM-RQ-VAE trainer (mmesid_torch.node, native exports)', function () {
         assert.ok(Math.abs(fd - grad[i]!) <= rtol * Math.abs(grad[i]!) + 1e-5, `${parameter}[${i}]: autograd ${grad[i]} vs β/(1+β) × finite difference ${fd}`);
       }
     }
+  });
+  it("RQ loss, residualGradient 'lc-rec': same value and codes; the encoder's gradient is level 0's commitment term alone", async () => {
+    const m = model(baseline);
+    const n = 64, dim = 32, beta = 0.5;
+    const x = data.text.data.slice(dim, dim + n * dim);
+    const parameter = 'collab.encoder.2.weight';
+    const size = m.weights.find((p) => p.name === parameter)!.data.length;
+    const probe = async (model: typeof m, residualGradient: 'exact' | 'lc-rec', frozen?: Int32Array) => {
+      const codes = new Int32Array(n * model.levels), grad = new Float32Array(size);
+      const loss = await addon._tokenizerRqProbe({ ...model, modality: 'collab', parameter, x, n, beta, residualGradient, codes, grad, ...(frozen ? { frozen } : {}) });
+      return { loss, codes, grad };
+    };
+    const exact = await probe(m, 'exact');
+    const lcRec = await probe(m, 'lc-rec');
+    assert.equal(lcRec.loss, exact.loss);
+    assert.deepEqual(lcRec.codes, exact.codes);
+    // The same model cut to its first level, with the same level-0 codes: its (exact) gradient is the
+    // level-0 term's; the 4-level RQ loss is the mean over L levels, hence the 1/L.
+    const firstLevel = {
+      ...m,
+      levels: 1,
+      weights: m.weights.map((p) => (p.name.endsWith('.codebooks') ? { ...p, shape: [1, K, E], data: p.data.slice(0, K * E) } : p)),
+    };
+    const level0 = await probe(firstLevel, 'exact', Int32Array.from({ length: n }, (_, i) => exact.codes[i * L]!));
+    let deviation = 0, scale = 0, exactDeviation = 0;
+    for (let i = 0; i < size; i += 1) {
+      deviation = Math.max(deviation, Math.abs(lcRec.grad[i]! - level0.grad[i]! / L));
+      exactDeviation = Math.max(exactDeviation, Math.abs(exact.grad[i]! - level0.grad[i]! / L));
+      scale = Math.max(scale, Math.abs(level0.grad[i]! / L));
+    }
+    assert.ok(scale > 0);
+    const { rtol, atol } = tolerances.tokenizer.residualGradient;
+    assert.ok(deviation <= rtol * scale + atol, `lc-rec gradient deviates from level 0's by ${deviation} (scale ${scale})`);
+    // The exact gradient also carries the deeper levels' commitment terms.
+    assert.ok(exactDeviation > 1e-2 * scale, `exact gradient equals level 0's alone (deviation ${exactDeviation})`);
   });
 });

@@ -144,6 +144,7 @@ describe('tokenizer training (trainTokenizer, mmesid tokenizer train)', function
       [{ levels: 0 }, /options\.levels/],
       [{ recon: 'l1' as never }, /one of "mmd", "mse" for options\.recon/],
       [{ align: 'cosine' as never }, /options\.align/],
+      [{ residualGradient: 'vq' as never }, /one of "exact", "lc-rec" for options\.residualGradient/],
       [{ sinkhornLevels: [L] }, /options\.sinkhornLevels\[0\]/],
       [{ batchSize: 1 }, /options\.batchSize/],
       [{ temperature: 0 }, /options\.temperature/],

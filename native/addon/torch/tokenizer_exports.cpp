@@ -267,6 +267,7 @@ Napi::Value TokenizerTrain(const Napi::CallbackInfo& info) {
   t.loss.temperature = r.number("temperature");
   t.loss.infonce_symmetric = r.boolean_or("infonceSymmetric", false);
   t.loss.mmd_alpha = number_or(o, "mmdAlpha", 0.5);
+  if (o.Has("residualGradient")) t.loss.residual_gradient = string_field(o, "residualGradient");
   t.loss.sinkhorn_levels = integers(o, "sinkhornLevels");
   t.loss.sinkhorn_epsilon = r.number("sinkhornEpsilon");
   t.loss.sinkhorn_iterations = r.integer("sinkhornIterations");
@@ -361,6 +362,7 @@ Napi::Value TokenizerRqProbe(const Napi::CallbackInfo& info) {
   const int64_t n = r.integer("n");
   models::MmRqvaeLossConfig loss;
   loss.beta = r.number("beta");
+  if (o.Has("residualGradient")) loss.residual_gradient = string_field(o, "residualGradient");
   const int64_t dim = model->config().modalities[m].input_dim, levels = model->config().levels;
   Napi::Value parameter = o.Get("parameter");
   const std::string weight = parameter.IsString() ? parameter.As<Napi::String>().Utf8Value()

@@ -195,6 +195,7 @@ MmRqvaeQuantized MmRqvae::quantize(int64_t m, const at::Tensor& z, const MmRqvae
   const at::Tensor& books = mods_[m].codebooks;
   at::Tensor r = z, z_q, rq;
   std::vector<at::Tensor> codes;
+  const bool detach_residuals = loss.residual_gradient == "lc-rec";
   for (int64_t l = 0; l < levels; ++l) {
     const at::Tensor book = books.select(0, l);  // [K, e], with graph
     at::Tensor code;
@@ -211,7 +212,7 @@ MmRqvaeQuantized MmRqvae::quantize(int64_t m, const at::Tensor& z, const MmRqvae
     const at::Tensor term =
         at::mse_loss(q, r.detach()).add(at::mse_loss(q.detach(), r), loss.beta);  // codebook + β·commitment
     rq = rq.defined() ? rq.add(term) : term;
-    r = r.sub(q);
+    r = detach_residuals ? r.detach().sub(q.detach()) : r.sub(q);
     z_q = z_q.defined() ? z_q.add(q.detach()) : q.detach();
     codes.push_back(code);
   }

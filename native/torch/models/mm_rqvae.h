@@ -16,11 +16,13 @@
 //         temperature τ) or MMD between them, or nothing.
 // total = recon_weight·Σ_m recon_m + align_weight·align + Σ_m rq_m.
 //
-// Difference from LC-Rec, on purpose: LC-Rec subtracts the straight-through x_res from the residual,
-// which makes r_l (l >= 1) a constant of the graph, so its commitment term reaches the encoder only at
-// level 0. Here r_{l+1} = r_l − q_l keeps its graph, so the RQ loss's gradient is the true derivative of
-// the formula above for frozen codes (checked by finite differences in test/tokenizer/native.test.ts).
-// The forward values are identical; only β-weighted gradients (β = 0.01 officially) differ.
+// Residual gradient, two behaviours (`residual_gradient`): "exact" (default) keeps r_{l+1} = r_l − q_l in the
+// graph, so the RQ loss's gradient is the true derivative of the formula above for frozen codes (checked by
+// finite differences in test/tokenizer/native.test.ts). "lc-rec" is what LC-Rec and the MME-SID code do:
+// they subtract the straight-through x_res = r_l + (q_l − r_l).detach() from the residual, which makes
+// r_l (l >= 1) a constant of the graph — the commitment term reaches the encoder only at level 0 and each
+// codebook is moved by its own codebook term alone. The forward values are identical; only β-weighted
+// gradients (β = 0.01 officially) differ.
 //
 // Parameter names (also the safetensors names): "<m>.encoder.<i>.weight" [dims[i+1], dims[i]],
 // "<m>.encoder.<i>.bias" [dims[i+1]], "<m>.decoder.<i>.weight", "<m>.decoder.<i>.bias",
@@ -64,6 +66,7 @@ struct MmRqvaeLossConfig {
   std::vector<int64_t> sinkhorn_levels;  ///< levels assigned by Sinkhorn while training (official: {L−1})
   double sinkhorn_epsilon = 0.003;
   int64_t sinkhorn_iterations = 50;
+  std::string residual_gradient = "exact";  ///< "exact" | "lc-rec" (see the file comment)
 };
 
 /// The loss of one batch: `total` carries the autograd graph; the parts are plain numbers

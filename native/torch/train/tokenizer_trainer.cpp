@@ -69,6 +69,8 @@ void validate(const TokenizerTrainOptions& o) {
           "expected recon \"mmd\" or \"mse\" but received \"" + l.recon + "\"");
   require(l.align == "infonce" || l.align == "mmd" || l.align == "none",
           "expected align \"infonce\", \"mmd\" or \"none\" but received \"" + l.align + "\"");
+  require(l.residual_gradient == "exact" || l.residual_gradient == "lc-rec",
+          "expected residualGradient \"exact\" or \"lc-rec\" but received \"" + l.residual_gradient + "\"");
   require(std::isfinite(l.recon_weight) && l.recon_weight >= 0,
           "expected reconWeight >= 0 but received " + num(l.recon_weight));
   require(std::isfinite(l.align_weight) && l.align_weight >= 0,
@@ -246,7 +248,7 @@ std::string fingerprint(const TokenizerTrainOptions& o) {
   s << " levels=" << o.levels << " codes=" << o.codes << " codeDim=" << o.code_dim << " recon=" << l.recon
     << " align=" << l.align << " reconWeight=" << l.recon_weight << " alignWeight=" << l.align_weight
     << " beta=" << l.beta << " temperature=" << l.temperature << " symmetric=" << l.infonce_symmetric
-    << " mmdAlpha=" << l.mmd_alpha << " sinkhorn=";
+    << " mmdAlpha=" << l.mmd_alpha << " residualGradient=" << l.residual_gradient << " sinkhorn=";
   for (int64_t v : l.sinkhorn_levels) s << v << ",";
   s << " epsilon=" << l.sinkhorn_epsilon << " iterations=" << l.sinkhorn_iterations
     << " kmeansInit=" << o.kmeans_init << " kmeansIterations=" << o.kmeans_iterations << " lr=" << o.lr

@@ -56,8 +56,8 @@ struct TokenizerTrainOptions {
   models::MmRqvaeLossConfig loss;     ///< objective, incl. the Sinkhorn levels
   std::string kmeans_init = "plain";  ///< "plain" | "constrained" | "none"
   int64_t kmeans_iterations = 20;     ///< Lloyd iterations per level (stops early when stable)
-  double lr = 1e-3, weight_decay = 1e-4;
-  int64_t batch_size = 1024, epochs = 200, patience = 20;
+  double lr = 2e-4, weight_decay = 1e-4;
+  int64_t batch_size = 1024, epochs = 1000, patience = 200;
   uint64_t seed = 42;
   int threads = 1;  ///< ATen intra-op threads of the training thread (and of the kernels)
   /// Checkpoint written after every epoch (empty: none), atomically: "<path>.<pid>.tmp" then rename.
