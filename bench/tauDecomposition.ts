@@ -1,6 +1,6 @@
 /**
  * Where a trained tokenizer loses distance order (README "Evidence on Beauty"):
- * `node -r ts-node/register/transpile-only bench/tauDecomposition.ts --table X.npy [--modality collab] DIR [DIR ...]`.
+ * `node -r ts-node/register/transpile-only bench/tauDecomposition.ts --table X.npy [--modality collab] [--tau-pairs N] DIR...`.
  *
  * For each tokenizer folder (as `mmesid tokenizer train` writes it) and the item table it was trained on
  * (float32 [items + 1, d], row 0 = padding): the encoder output z = encoder(x) of every item, computed
@@ -9,13 +9,16 @@
  * - `encoder`   τ(d(x), d(z)): the encoder alone;
  * - `quantizer` τ(d(z), d(z_q)): the residual quantization alone;
  * - `total`     τ(d(x), d(z_q)): the report's `kendallTau` (the same pairs, so equal to it);
- * - `prefix`    τ(d(x), d(Σ_{l<=j} C_l[sid_l])) for j = 0..L−1: what each level adds.
- * d = Euclidean distance on the report's pair sample (distanceKendallTau, seed 1, 10,000 pairs).
+ * - `prefix`    τ(d(x), d(Σ_{l<=j} C_l[sid_l])) for j = 0..L−1: what each level adds;
+ * - `codesReproduced` the share of items whose greedy residual assignment of this z gives their sids row
+ *   (a check that z here is the trainer's; near-ties in float32 may flip a few).
+ * d = Euclidean distance on the report's pair sample (distanceKendallTau; default seed 1, 10,000 pairs,
+ * `--tau-pairs N` to match a report trained with another `tauPairs`).
  */
 import * as path from 'node:path';
 
 import { loadInt32Npy, loadNpy, loadTensors } from '../lib/data/embeddings';
-import { distanceKendallTau } from '../lib/tokenizer/metrics';
+import { distanceKendallTau, type DistanceTauOptions } from '../lib/tokenizer/metrics';
 
 interface Layer {
   weight: Float32Array;
@@ -44,7 +47,23 @@ function encoder(x: Float32Array, n: number, layers: readonly Layer[]): Float32A
   return h;
 }
 
-async function decompose(dir: string, table: { rows: number; dim: number; data: Float32Array }, modality: string): Promise<Record<string, unknown>> {
+/** τ parts of one tokenizer folder (see the module comment); values rounded to 1e-4. */
+export interface TauDecomposition {
+  dir: string;
+  encoder: number;
+  quantizer: number;
+  total: number;
+  prefix: number[];
+  /** Share of items whose greedy residual assignment of this z reproduces their row of sids (≈ 1: z is the trainer's). */
+  codesReproduced: number;
+}
+
+/**
+ * @param table the item table the tokenizer was trained on, float32 [items + 1, d] (row 0 = padding)
+ * @param pairs the pair sample, as the report's `tauPairs` / `tauSeed` (defaults 10,000 and 1)
+ * @throws Error naming the folder when the encoder, codebooks or sids do not fit the table
+ */
+export async function decomposeTau(dir: string, table: { rows: number; dim: number; data: Float32Array }, modality: string, pairs: DistanceTauOptions = {}): Promise<TauDecomposition> {
   const { tensors } = await loadTensors(path.join(dir, 'tokenizer.safetensors'));
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const layers: Layer[] = [];
@@ -69,15 +88,35 @@ async function decompose(dir: string, table: { rows: number; dim: number; data: 
       const c = books.data.subarray((l * codes + code) * e, (l * codes + code + 1) * e);
       for (let k = 0; k < e; k++) zq[i * e + k]! += c[k]!;
     }
-    prefix.push(distanceKendallTau(x, table.dim, zq, e).tau);
+    prefix.push(distanceKendallTau(x, table.dim, zq, e, pairs).tau);
+  }
+  let reproduced = 0;
+  const residual = new Float64Array(e);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < e; k++) residual[k] = z[i * e + k]!;
+    let same = true;
+    for (let l = 0; l < levels; l++) {
+      let best = 0, bestDistance = Infinity;
+      for (let c = 0; c < codes; c++) {
+        const word = books.data.subarray((l * codes + c) * e, (l * codes + c + 1) * e);
+        let d = 0;
+        for (let k = 0; k < e; k++) d += (residual[k]! - word[k]!) ** 2;
+        if (d < bestDistance) [best, bestDistance] = [c, d];
+      }
+      if (best !== sids.data[(i + 1) * levels + l]) same = false;
+      const word = books.data.subarray((l * codes + best) * e, (l * codes + best + 1) * e);
+      for (let k = 0; k < e; k++) residual[k]! -= word[k]!;
+    }
+    if (same) reproduced += 1;
   }
   const round = (v: number): number => Math.round(v * 1e4) / 1e4;
   return {
     dir,
-    encoder: round(distanceKendallTau(x, table.dim, z, e).tau),
-    quantizer: round(distanceKendallTau(z, e, zq, e).tau),
+    encoder: round(distanceKendallTau(x, table.dim, z, e, pairs).tau),
+    quantizer: round(distanceKendallTau(z, e, zq, e, pairs).tau),
     total: round(prefix[levels - 1]!),
     prefix: prefix.map(round),
+    codesReproduced: round(reproduced / n),
   };
 }
 
@@ -89,12 +128,15 @@ async function main(): Promise<void> {
   };
   const tableFile = take('--table');
   const modality = take('--modality') ?? 'collab';
-  if (tableFile === undefined || args.length === 0) throw new Error('usage: tauDecomposition.ts --table X.npy [--modality collab] DIR [DIR ...]');
+  const tauPairs = take('--tau-pairs');
+  if (tableFile === undefined || args.length === 0) throw new Error('usage: tauDecomposition.ts --table X.npy [--modality collab] [--tau-pairs N] DIR [DIR ...]');
   const table = await loadNpy(tableFile);
-  for (const dir of args) console.log(JSON.stringify(await decompose(dir, table, modality)));
+  for (const dir of args) console.log(JSON.stringify(await decomposeTau(dir, table, modality, tauPairs === undefined ? {} : { pairs: Number(tauPairs) })));
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exitCode = 1;
+  });
+}

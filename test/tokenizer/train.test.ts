@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { saveNpy, loadTensors, type EmbeddingTable } from '../../lib/data/embeddings';
+import { decomposeTau } from '../../bench/tauDecomposition';
 import { generateSynthetic } from '../../lib/data/synthetic';
 import { CancelledError, InvalidArgumentError } from '../../lib/errors';
 import { codebookUsage, collisionRate, distanceKendallTau } from '../../lib/tokenizer/metrics';
@@ -74,6 +75,15 @@ describe('tokenizer training (trainTokenizer, mmesid tokenizer train)', function
     assert.equal((manifest.settings as { recon: string }).recon, 'mmd');
     const { tensors } = await loadTensors(path.join(folder, 'tokenizer.safetensors'));
     assert.equal(tensors.length, 2 * (4 + 4 + 1));
+  });
+
+  it('bench/tauDecomposition.ts: its total τ is the report\'s kendallTau; encoder and quantizer parts are τ values', async () => {
+    const parts = await decomposeTau(folder, collab, 'collab', { pairs: small.tauPairs });
+    assert.equal(parts.total, Math.round(report.kendallTau.collab! * 1e4) / 1e4);
+    assert.equal(parts.prefix.length, L);
+    assert.equal(parts.prefix[L - 1], parts.total);
+    assert.ok(parts.codesReproduced >= 0.99, `the tool's z reproduces ${parts.codesReproduced} of the codes`);
+    for (const v of [parts.encoder, parts.quantizer, ...parts.prefix]) assert.ok(v >= -1 && v <= 1 && v !== 0, String(v));
   });
 
   it('Tokenizer.load serves the folder and gives the codes of sids.<m>.npy; row 0 is -1', async () => {
