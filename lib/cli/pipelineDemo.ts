@@ -49,7 +49,9 @@ function log(o: PipelineDemoOptions, line: string): void {
   if (o.progress) process.stderr.write(`demo: ${line}\n`);
 }
 
-export async function runPipelineDemo(o: PipelineDemoOptions): Promise<PipelineDemoReport> {
+export async function runPipelineDemo(options: PipelineDemoOptions): Promise<PipelineDemoReport> {
+  // Absolute: the fine-tuning config below resolves relative paths against its own folder (o.out).
+  const o = { ...options, out: path.resolve(options.out), ...(options.model === undefined ? {} : { model: path.resolve(options.model) }) };
   const started = Date.now();
   const stages: Record<string, number> = {};
   const time = async <T>(name: string, work: () => Promise<T>): Promise<T> => {

@@ -474,7 +474,10 @@ function plainCrossEntropy(x: Float32Array, u: ArrayLike<number>, targets: Int32
 
   it('`mmesid demo` runs the whole pipeline on a small synthetic set and prints the table and the run directory', () => {
     const out = path.join(dir, 'demo');
-    const run = mmesid('demo', '--out', out, '--users', '80', '--items', '40', '--epochs', '1', '--threads', '1', '--json');
+    // Relative, as `npm run demo` passes it (the CLI runs in the repository root).
+    const relativeOut = path.relative(path.join(__dirname, '..', '..'), out);
+    assert.ok(!path.isAbsolute(relativeOut));
+    const run = mmesid('demo', '--out', relativeOut, '--users', '80', '--items', '40', '--epochs', '1', '--threads', '1', '--json');
     assert.equal(run.status, 0, run.stderr);
     const report = oneJson(run.stdout) as { run: string; table: Record<string, Record<string, number>>; stages: Record<string, number> };
     assert.deepEqual(Object.keys(report.table), ['popularity', 'sasrec', 'mme-sid', 'e4srec']);
