@@ -10,14 +10,16 @@
  * - `quantizer` τ(d(z), d(z_q)): the residual quantization alone;
  * - `total`     τ(d(x), d(z_q)): the report's `kendallTau` (the same pairs, so equal to it);
  * - `prefix`    τ(d(x), d(Σ_{l<=j} C_l[sid_l])) for j = 0..L−1: what each level adds;
- * - `codesReproduced` the share of items whose greedy residual assignment of this z gives their sids row
- *   (a check that z here is the trainer's; near-ties in float32 may flip a few).
+ * - `codesReproduced` the share of items whose greedy residual assignment of this z (the RQ kernel,
+ *   kernels.rqEncode) gives their sids row: a check that z here is the trainer's (float32 near-ties may
+ *   flip a few).
  * d = Euclidean distance on the report's pair sample (distanceKendallTau; default seed 1, 10,000 pairs,
  * `--tau-pairs N` to match a report trained with another `tauPairs`).
  */
 import * as path from 'node:path';
 
 import { loadInt32Npy, loadNpy, loadTensors } from '../lib/data/embeddings';
+import { kernels } from '../lib/kernels';
 import { distanceKendallTau, type DistanceTauOptions } from '../lib/tokenizer/metrics';
 
 interface Layer {
@@ -90,23 +92,11 @@ export async function decomposeTau(dir: string, table: { rows: number; dim: numb
     }
     prefix.push(distanceKendallTau(x, table.dim, zq, e, pairs).tau);
   }
+  const { codes: greedy } = await kernels.rqEncode({ x: z, dim: e, codebooks: books.data, levels, codes });
   let reproduced = 0;
-  const residual = new Float64Array(e);
   for (let i = 0; i < n; i++) {
-    for (let k = 0; k < e; k++) residual[k] = z[i * e + k]!;
     let same = true;
-    for (let l = 0; l < levels; l++) {
-      let best = 0, bestDistance = Infinity;
-      for (let c = 0; c < codes; c++) {
-        const word = books.data.subarray((l * codes + c) * e, (l * codes + c + 1) * e);
-        let d = 0;
-        for (let k = 0; k < e; k++) d += (residual[k]! - word[k]!) ** 2;
-        if (d < bestDistance) [best, bestDistance] = [c, d];
-      }
-      if (best !== sids.data[(i + 1) * levels + l]) same = false;
-      const word = books.data.subarray((l * codes + best) * e, (l * codes + best + 1) * e);
-      for (let k = 0; k < e; k++) residual[k]! -= word[k]!;
-    }
+    for (let l = 0; l < levels; l++) same &&= greedy[i * levels + l] === sids.data[(i + 1) * levels + l];
     if (same) reproduced += 1;
   }
   const round = (v: number): number => Math.round(v * 1e4) / 1e4;
