@@ -1,6 +1,6 @@
 /**
  * On-paper cost of one MME-SID fine-tuning epoch with Llama-3-8B on Amazon Beauty on A100s, from FLOP
- * counts (issue 6, item 8): `node -r ts-node/register/transpile-only bench/estimate.ts [sequences.txt]`.
+ * counts: `node -r ts-node/register/transpile-only bench/estimate.ts [sequences.txt]`.
  *
  * - Samples and their lengths are measured on the real data: the official protocol's training samples
  *   (every prefix of items[:-2], the last 50 targets per user, histories of at most 50 items), each sample

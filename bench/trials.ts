@@ -395,7 +395,7 @@ export const trials: Trial[] = [
 export const referenceKernels = () => createKernels(core, { reference: true });
 
 // ---------------------------------------------------------------------------------------------------
-// Tokenization service (issue 4): encoder MLP + greedy RQ end to end, core addon vs libtorch eager
+// Tokenization service: encoder MLP + greedy RQ end to end, core addon vs libtorch eager
 
 /** A tokenizer shape: input d, encoder hidden sizes, code dimension e; L = 4, K = 256. */
 interface TokenizeShape {
@@ -536,7 +536,7 @@ export async function tokenizeEventLoopDelay(shape: TokenizeShape, n: number, se
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The LLM (issue 5): forward + backward of the Llama with LoRA on gate/up/down (r 8, α 16, the paper's),
+// The LLM: forward + backward of the Llama with LoRA on gate/up/down (r 8, α 16, the paper's),
 // fused LoRA kernel vs the same model with the adapters as plain libtorch eager ops (at::linear ×3).
 
 /** A Llama shape for the benchmarks (random weights, N(0, 0.02²)). */
@@ -635,7 +635,7 @@ if (require.main === module && process.argv[2] === 'tokenize-event-loop') {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// MME-SID (issue 6): fine-tuning samples/s and evaluation users/s at Beauty's shape (12,086 items, collab +
+// MME-SID: fine-tuning samples/s and evaluation users/s at Beauty's shape (12,086 items, collab +
 // text 64-d tables, 4 × 256 SIDs) with a stories260K-shaped LLM (random weights), fused LoRA vs the same
 // model with eager unfused LoRA; peak tensor memory per call.
 

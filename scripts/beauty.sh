@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Beauty evidence of issue 6 (README "MME-SID on Beauty"): TF-IDF text table, the two-modality
+# The MME-SID evidence on Beauty (docs/RESULTS.md): TF-IDF text table, the two-modality
 # tokenizer at the LLM's hidden size (stories260K: 64), then MME-SID, MME-random and E4SRec fine-tuned
-# from configs/beauty/<variant>.json (README: mme-sid-1ep mme-random-1ep e4srec-1ep, one epoch each; the
+# from configs/beauty/<variant>.json (docs/RESULTS.md: mme-sid-1ep mme-random-1ep e4srec-1ep, one epoch each; the
 # variants without -1ep stop at 2,500 steps) and evaluated on the test split, plus the popularity baseline.
 # Outputs under runs/beauty/. CPU: ~4 min for the tokenizer, 20–30 min per one-epoch variant on 2 cores.
 set -euo pipefail
